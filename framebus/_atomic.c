@@ -1,0 +1,283 @@
+/*
+ * framebus._atomic: the only code that touches a segment's control words.
+ *
+ * Why this is C: CPython offers no cross-process atomics or memory ordering.
+ * struct.pack_into zeroes a field before writing it, and plain stores from
+ * Python are unordered on aarch64. Every access here is a GCC/Clang __atomic
+ * builtin on a naturally aligned 8-byte (or 4-byte futex) word, which is a
+ * single-copy-atomic access on both x86-64 and aarch64.
+ *
+ * Orderings used by the ring protocol (see _ring.py for the protocol itself):
+ *   load()   acquire  - later reads of frame bytes cannot move before it.
+ *   store()  release  - earlier writes of frame bytes are visible first.
+ *   exchange(), fetch_add() seq_cst - full barriers (x86 LOCK-prefixed
+ *            instruction; aarch64 LDAXR/STLXR or LSE SWPAL/LDADDAL).
+ *   load_sc()/store_sc() seq_cst - used for the Dekker-style hand-shake
+ *            between a reader announcing a hold and the writer claiming a
+ *            slot: each side stores, then loads the other's word, and
+ *            sequential consistency guarantees at least one sees the other.
+ *   fence()  seq_cst - x86 MFENCE, aarch64 DMB ISH. Also orders the
+ *            non-temporal stores glibc's memcpy uses for large copies, which
+ *            plain x86 release stores do not.
+ *
+ * Offsets are bounds- and alignment-checked on every call, so a corrupted
+ * header can produce an exception but never an out-of-bounds access.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view;
+} ControlWords;
+
+static int
+cw_init(ControlWords *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *buffer;
+    static char *kwlist[] = {"buffer", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &buffer))
+        return -1;
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    self->has_view = 1;
+    return 0;
+}
+
+static void
+cw_dealloc(ControlWords *self)
+{
+    if (self->has_view)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Returns the address of the aligned word at `offset`, or NULL with an exception set. */
+static void *
+word_at(ControlWords *self, PyObject *arg, Py_ssize_t width)
+{
+    if (!self->has_view) {
+        PyErr_SetString(PyExc_ValueError, "control words are released");
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(arg);
+    if (offset == -1 && PyErr_Occurred())
+        return NULL;
+    if (offset < 0 || offset > self->view.len - width || offset % width != 0) {
+        PyErr_Format(PyExc_IndexError,
+                     "control word offset %zd is outside or misaligned in a %zd-byte mapping",
+                     offset, self->view.len);
+        return NULL;
+    }
+    return (char *)self->view.buf + offset;
+}
+
+static int
+check_nargs(Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+as_u64(PyObject *obj, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static PyObject *
+cw_load(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 1, "load") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w) return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_ACQUIRE));
+}
+
+static PyObject *
+cw_load_sc(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 1, "load_sc") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w) return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+cw_store(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t v;
+    if (check_nargs(nargs, 2, "store") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w || as_u64(args[1], &v) < 0) return NULL;
+    __atomic_store_n(w, v, __ATOMIC_RELEASE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cw_store_sc(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t v;
+    if (check_nargs(nargs, 2, "store_sc") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w || as_u64(args[1], &v) < 0) return NULL;
+    __atomic_store_n(w, v, __ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cw_exchange(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t v;
+    if (check_nargs(nargs, 2, "exchange") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w || as_u64(args[1], &v) < 0) return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_exchange_n(w, v, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t v;
+    if (check_nargs(nargs, 2, "fetch_add") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w || as_u64(args[1], &v) < 0) return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, v, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
+/* The low 32 bits of an 8-byte word: futexes are 32-bit, and both supported
+ * architectures are little-endian, so they sit at the word's own address. */
+static uint32_t *
+futex_at(ControlWords *self, PyObject *arg)
+{
+    return (uint32_t *)word_at(self, arg, 8);
+}
+
+/* futex_wait(offset, expected, timeout_s) -> bool: True if woken or the word
+ * already differed, False on timeout. Sleeps in the kernel without the GIL.
+ * No FUTEX_PRIVATE_FLAG: the word is shared between processes. */
+static PyObject *
+cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected;
+    if (check_nargs(nargs, 3, "futex_wait") < 0) return NULL;
+    uint32_t *w = futex_at(self, args[0]);
+    if (!w || as_u64(args[1], &expected) < 0) return NULL;
+    double timeout = PyFloat_AsDouble(args[2]);
+    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    if (timeout < 0) timeout = 0;
+    struct timespec ts;
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    long rc;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    rc = syscall(SYS_futex, w, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (rc == 0 || err == EAGAIN)
+        Py_RETURN_TRUE;
+    if (err == ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (err == EINTR) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        Py_RETURN_TRUE;  /* spurious: the caller re-checks its condition */
+    }
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static PyObject *
+cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs(nargs, 1, "futex_wake") < 0) return NULL;
+    uint32_t *w = futex_at(self, args[0]);
+    if (!w) return NULL;
+    long rc = syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (rc < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(rc);
+}
+
+static PyObject *
+cw_release(ControlWords *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cw_methods[] = {
+    {"load", (PyCFunction)(void (*)(void))cw_load, METH_FASTCALL, "Acquire load of a u64."},
+    {"load_sc", (PyCFunction)(void (*)(void))cw_load_sc, METH_FASTCALL, "Seq-cst load of a u64."},
+    {"store", (PyCFunction)(void (*)(void))cw_store, METH_FASTCALL, "Release store of a u64."},
+    {"store_sc", (PyCFunction)(void (*)(void))cw_store_sc, METH_FASTCALL, "Seq-cst store of a u64."},
+    {"exchange", (PyCFunction)(void (*)(void))cw_exchange, METH_FASTCALL, "Seq-cst swap; returns the old value."},
+    {"fetch_add", (PyCFunction)(void (*)(void))cw_fetch_add, METH_FASTCALL, "Seq-cst add; returns the old value."},
+    {"fence", (PyCFunction)cw_fence, METH_NOARGS, "Full (seq-cst) memory fence."},
+    {"futex_wait", (PyCFunction)(void (*)(void))cw_futex_wait, METH_FASTCALL,
+     "Sleep while the word's low 32 bits equal expected; False on timeout."},
+    {"futex_wake", (PyCFunction)(void (*)(void))cw_futex_wake, METH_FASTCALL,
+     "Wake every waiter on the word; returns how many woke."},
+    {"release", (PyCFunction)cw_release, METH_NOARGS, "Drop the buffer so the mapping can close."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ControlWordsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "framebus._atomic.ControlWords",
+    .tp_doc = "Atomic access to 8-byte control words inside a writable buffer.",
+    .tp_basicsize = sizeof(ControlWords),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)cw_init,
+    .tp_dealloc = (destructor)cw_dealloc,
+    .tp_methods = cw_methods,
+};
+
+static struct PyModuleDef atomic_module = {
+    PyModuleDef_HEAD_INIT, "_atomic", "Atomic control words and futexes for framebus segments.", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__atomic(void)
+{
+    if (PyType_Ready(&ControlWordsType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&atomic_module);
+    if (!m) return NULL;
+    Py_INCREF(&ControlWordsType);
+    if (PyModule_AddObject(m, "ControlWords", (PyObject *)&ControlWordsType) < 0) {
+        Py_DECREF(&ControlWordsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,39 @@
+"""The framebus exception tree: one root, each subclass says who broke what."""
+
+from __future__ import annotations
+
+
+class FramebusError(Exception):
+    """Base class for every framebus error."""
+
+
+class StreamNotFound(FramebusError):
+    """No stream of that name exists on this box (or its writer has not created it yet)."""
+
+
+class WriterGone(FramebusError):
+    """The stream's writer died or closed; the subscriber re-attaches when a writer returns."""
+
+
+class WriterBusy(FramebusError):
+    """Another live process already writes this stream; a stream has exactly one writer."""
+
+
+class SegmentCorrupt(FramebusError):
+    """A segment's bytes are not a valid framebus layout: corrupted, truncated or foreign."""
+
+
+class SegmentForeign(FramebusError):
+    """The segment belongs to another user; framebus refuses to use or replace it."""
+
+
+class TooManySubscribers(FramebusError):
+    """Every subscriber entry (or every zero-copy holder entry) of the stream is taken."""
+
+
+class SharedMemoryFull(FramebusError):
+    """/dev/shm has too little free space for the requested ring."""
+
+
+class ConfigError(FramebusError):
+    """A topology config is invalid; the message lists every problem with its field path."""
