@@ -191,7 +191,6 @@ class StreamConfig(_Model):
     fps: float = Field(default=30.0, gt=0, le=1000, description="frames per second published")
     slots: int = Field(default=4, ge=3, le=64, description="frames in the ring")
     group: str | None = Field(default=None, description="POSIX group given read access (mode 0660)")
-    stall_timeout_s: float = Field(default=2.0, gt=0, le=3600, description="no frame for this long: stalled")
     retry: RetryPolicy = RetryPolicy()
 
     @model_validator(mode="after")
