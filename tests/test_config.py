@@ -23,6 +23,10 @@ def problems(text: str) -> str:
     return str(info.value)
 
 
+def command(name: str, *, reads: str = "[]", publishes: str = "[]") -> str:
+    return f"  - {{kind: command, name: {name}, command: [x], reads: {reads}, publishes: {publishes}}}\n"
+
+
 def stream(extra: str = "", source: str = SYNTH, name: str = "cam") -> str:
     return f"  - {{name: {name}, source: {source}, width: 640, height: 480{extra}}}\n"
 
