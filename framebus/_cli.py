@@ -106,13 +106,16 @@ def _ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("NAME", "SHAPE", "DTYPE", "FPS", "STATE", "PUBLISHED", "AGE", "SUBSCRIBERS")]
     for info in infos:
-        state = "stalled" if info.stalled else ("live" if info.writer_alive else "no writer")
+        if info.error:
+            rows.append((info.name, "-", "-", "-", f"unreadable: {info.error}", "-", "-", "-"))
+            continue
+        state = "no writer" if not info.writer_alive else ("stalled" if info.stalled else "live")
         age = "-" if info.last_publish_age_s is None else f"{info.last_publish_age_s:.1f}s"
+        fps = f"{info.fps:.1f}/{info.nominal_fps:g}" if info.nominal_fps else f"{info.fps:.1f}"
         shape = "x".join(str(n) for n in info.shape)
         rows.append(
-            (info.name, shape, str(info.dtype), f"{info.fps:g}", state, str(info.published), age,
-             str(len(info.subscribers)))
-        )  # fmt: skip
+            (info.name, shape, info.dtype, fps, state, str(info.published), age, str(len(info.subscribers)))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -189,7 +189,9 @@ class StreamConfig(_Model):
     height: int | None = Field(default=None, gt=0, le=16384, description="pixels; image and depth streams")
     format: PixelFormat | None = Field(default=None, description="default bgr8 for images, depth16 for depth")
     fps: float = Field(default=30.0, gt=0, le=1000, description="frames per second published")
-    slots: int = Field(default=4, ge=3, le=64, description="frames in the ring")
+    slots: int = Field(
+        default=6, ge=3, le=64, description="frames in the ring; slots - 2 zero-copy readers may hold one"
+    )
     group: str | None = Field(default=None, description="POSIX group given read access (mode 0660)")
     retry: RetryPolicy = RetryPolicy()
 
