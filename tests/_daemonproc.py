@@ -86,7 +86,7 @@ class FramebusProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def signal(self, sig: signal.Signals) -> None:
+    def send(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
     def stop(
@@ -103,9 +103,14 @@ class FramebusProcess:
         return code, time.monotonic() - start
 
     def close(self) -> None:
+        """Stop the process if still running (SIGTERM, so it removes its segments, then SIGKILL)."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(JOIN_TIMEOUT_S)
+            self.proc.terminate()
+            try:
+                self.proc.wait(JOIN_TIMEOUT_S / 2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(JOIN_TIMEOUT_S)
         self._log_file.close()
 
 

@@ -35,7 +35,7 @@ def test_minimal_config_and_defaults() -> None:
     topology = parse_config("streams:\n" + stream())
     cam = topology.stream("cam")
     assert cam.shape() == (480, 640, 3) and cam.dtype() == "uint8"
-    assert cam.fps == 30 and cam.slots == 4 and cam.pixel_format() is PixelFormat.BGR8
+    assert cam.fps == 30 and cam.slots == 6 and cam.pixel_format() is PixelFormat.BGR8
     assert topology.daemon.http.host == "127.0.0.1"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -118,22 +119,25 @@ def test_sighup_reloads_only_changed_streams(tmp_path: Path, notify: NotifySocke
     )
     with running(["daemon", str(config)], tmp_path, systemd_env(notify, 0)) as daemon:
         first = notify.wait_for("READY=1", READY_TIMEOUT_S)
+        inodes = {n: _inode(n) for n in (keep, change)}
         with framebus.Subscriber(keep) as sub:
             before = sub.wait(timeout=5).seq
             write_config(
                 config, topology(port, synthetic(keep), synthetic(change, width=256), synthetic(add))
             )
-            daemon.signal(signal.SIGHUP)
+            daemon.send(signal.SIGHUP)
             notify.wait_for("READY=1", READY_TIMEOUT_S, after=first + 1)
             wait_until(lambda: stream_info(add) is not None, 5, "the added stream")
             after = sub.wait(timeout=5).seq
-        assert after > before + 5, "the unchanged stream kept its writer and its sequence"
+        assert after > before, "the unchanged stream kept its sequence"
+        assert _inode(keep) == inodes[keep], "the unchanged stream kept its segment"
+        assert _inode(change) != inodes[change], "the changed stream was re-created"
         info = stream_info(change)
         assert info is not None and info.shape == (32, 256, 3)
         assert stream_info(drop) is None
         # An invalid config is refused; everything keeps running.
         config.write_text("streams:\n  - {name: x, source: {kind: nope}}\n")
-        daemon.signal(signal.SIGHUP)
+        daemon.send(signal.SIGHUP)
         wait_until(lambda: "reload refused" in daemon.output(), 5, "the refusal in the log")
         assert daemon.proc.poll() is None
         assert {keep, change, add} <= {s.name for s in framebus.streams() if s.writer_alive}
@@ -221,6 +225,10 @@ def test_second_daemon_is_refused(tmp_path: Path, notify: NotifySocket) -> None:
         assert info is not None and info.writer_alive
         code, _ = daemon.stop()
         assert code == 0
+
+
+def _inode(name: str) -> int:
+    return os.stat(f"/dev/shm/framebus.{name}").st_ino
 
 
 def _up(port: int) -> bool:
