@@ -107,7 +107,7 @@ class Publisher:
         meta_bytes = self._encode_meta(meta)
         slot = self._claim()
         try:
-            np.copyto(self._ring.frames[slot], array, casting="no")
+            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
         except BaseException:
             self._ring.abandon(slot)
             raise
@@ -170,7 +170,7 @@ class Publisher:
         stats = self._stats
         previous = int(stats[1])
         if previous:
-            interval = now - previous
+            interval = max(0, now - previous)
             ewma = int(stats[3])
             stats[3] = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
         stats[0] = self._seq
@@ -186,7 +186,7 @@ class Publisher:
             raise TypeError(
                 f"stream {self.name!r}: publish() takes a numpy array, got {type(array).__name__}"
             )
-        if array.shape != self.shape or array.dtype != self.dtype:
+        if array.shape != self.shape or (array.dtype is not self.dtype and array.dtype != self.dtype):
             raise ValueError(
                 f"stream {self.name!r} expects shape {self.shape} of {self.dtype}, "
                 f"got shape {array.shape} of {array.dtype}"

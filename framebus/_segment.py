@@ -15,7 +15,8 @@ import logging
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import posix_ipc
 
@@ -42,6 +43,11 @@ class Segment:
     size: int
     inode: int
     owner_uid: int
+    _finalizer: weakref.finalize[[mmap.mmap, int], Segment] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # An owner that forgets close() still gets its fd closed (and its locks dropped) when freed.
+        self._finalizer = weakref.finalize(self, _close, self.map, self.fd)
 
     @classmethod
     def create(cls, name: str, size: int, group: str | int | None = None) -> Segment:
@@ -136,10 +142,14 @@ class Segment:
 
     def close(self) -> None:
         """Unmap and close; the kernel drops this description's locks."""
-        # Frames handed out may still view the mapping: then it is unmapped when they are freed.
-        with contextlib.suppress(BufferError):
-            self.map.close()
-        os.close(self.fd)
+        self._finalizer()
+
+
+def _close(mapping: mmap.mmap, fd: int) -> None:
+    # Frames handed out may still view the mapping: then it is unmapped when they are freed.
+    with contextlib.suppress(BufferError):
+        mapping.close()
+    os.close(fd)
 
 
 def try_lock(fd: int, byte: int) -> bool:

@@ -45,8 +45,8 @@ class Subscriber:
         self._gone_reported = False
         self._next_check = 0.0
         self._last_seq = 0
-        self._held: Frame | None = None
-        self._held_word = 0
+        self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
+        self._current_word = 0  # its LATEST word
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -136,7 +136,7 @@ class Subscriber:
         self._closed = True
         self._att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
-            self._held = None
+            self._current = None
             self._att.detach()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
@@ -158,19 +158,19 @@ class Subscriber:
         word = att.ring.latest_word()
         if word == 0:
             return None
-        if word == self._held_word and self._held is not None:
-            self._held.stale = self._gone or att.stalled()  # the same frame, as of now
-            return self._held
+        if word == self._current_word and self._current is not None:
+            self._current.stale = self._gone or att.stalled()  # the same frame, as of now
+            return self._current
         if self.copy:
             out = np.empty(att.layout.shape, att.layout.dtype)
             word, header, meta = att.ring.copy_latest(out)
-            return self._frame(out, word, header, meta, None)
-        word = att.ring.pin_latest(att.hold)
-        header, meta = att.ring.read_pinned(word)
-        _, slot = unpack_latest(word)
-        self._held_word = word
-        self._held = self._frame(att.ring.frames[slot], word, header, meta, self._release)
-        return self._held
+            frame = self._frame(out, word, header, meta, None)
+        else:
+            word = att.ring.pin_latest(att.hold)
+            header, meta = att.ring.read_pinned(word)
+            frame = self._frame(att.ring.frames[unpack_latest(word)[1]], word, header, meta, self._release)
+        self._current, self._current_word = frame, word
+        return frame
 
     def _frame(
         self,
@@ -189,9 +189,9 @@ class Subscriber:
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
-            if frame is self._held and not self._closed:
+            if frame is self._current and not self._closed:
                 self._att.ring.unpin(self._att.hold)
-                self._held, self._held_word = None, 0
+                self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
         """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one."""
@@ -214,7 +214,7 @@ class Subscriber:
         if new is None:
             return
         old, self._att = self._att, new
-        self._held, self._held_word, self._last_seq = None, 0, 0
+        self._current, self._current_word, self._last_seq = None, 0, 0
         self._gone = False
         old.detach()
 
