@@ -37,6 +37,7 @@ typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int has_view;
+    int readonly;  /* a read-only mapping (stream listing): loads only */
 } ControlWords;
 
 static int
@@ -50,8 +51,13 @@ cw_init(ControlWords *self, PyObject *args, PyObject *kwds)
         PyBuffer_Release(&self->view);
         self->has_view = 0;
     }
-    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
-        return -1;
+    self->readonly = 0;
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        if (PyObject_GetBuffer(buffer, &self->view, PyBUF_SIMPLE) < 0)
+            return -1;
+        self->readonly = 1;
+    }
     self->has_view = 1;
     return 0;
 }
@@ -66,10 +72,14 @@ cw_dealloc(ControlWords *self)
 
 /* Returns the address of the aligned word at `offset`, or NULL with an exception set. */
 static void *
-word_at(ControlWords *self, PyObject *arg, Py_ssize_t width)
+word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
 {
     if (!self->has_view) {
         PyErr_SetString(PyExc_ValueError, "control words are released");
+        return NULL;
+    }
+    if (write && self->readonly) {
+        PyErr_SetString(PyExc_TypeError, "control words are in a read-only mapping");
         return NULL;
     }
     Py_ssize_t offset = PyLong_AsSsize_t(arg);
@@ -108,7 +118,7 @@ static PyObject *
 cw_load(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs(nargs, 1, "load") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 0);
     if (!w) return NULL;
     return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_ACQUIRE));
 }
@@ -117,7 +127,7 @@ static PyObject *
 cw_load_sc(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs(nargs, 1, "load_sc") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 0);
     if (!w) return NULL;
     return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_SEQ_CST));
 }
@@ -127,7 +137,7 @@ cw_store(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t v;
     if (check_nargs(nargs, 2, "store") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 1);
     if (!w || as_u64(args[1], &v) < 0) return NULL;
     __atomic_store_n(w, v, __ATOMIC_RELEASE);
     Py_RETURN_NONE;
@@ -138,7 +148,7 @@ cw_store_sc(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t v;
     if (check_nargs(nargs, 2, "store_sc") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 1);
     if (!w || as_u64(args[1], &v) < 0) return NULL;
     __atomic_store_n(w, v, __ATOMIC_SEQ_CST);
     Py_RETURN_NONE;
@@ -149,7 +159,7 @@ cw_exchange(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t v;
     if (check_nargs(nargs, 2, "exchange") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 1);
     if (!w || as_u64(args[1], &v) < 0) return NULL;
     return PyLong_FromUnsignedLongLong(__atomic_exchange_n(w, v, __ATOMIC_SEQ_CST));
 }
@@ -159,9 +169,20 @@ cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t v;
     if (check_nargs(nargs, 2, "fetch_add") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8);
+    uint64_t *w = word_at(self, args[0], 8, 1);
     if (!w || as_u64(args[1], &v) < 0) return NULL;
     return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, v, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+cw_compare_exchange(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected, desired;
+    if (check_nargs(nargs, 3, "compare_exchange") < 0) return NULL;
+    uint64_t *w = word_at(self, args[0], 8, 1);
+    if (!w || as_u64(args[1], &expected) < 0 || as_u64(args[2], &desired) < 0) return NULL;
+    return PyBool_FromLong(__atomic_compare_exchange_n(w, &expected, desired, 0,
+                                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
 }
 
 static PyObject *
@@ -176,7 +197,7 @@ cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
 static uint32_t *
 futex_at(ControlWords *self, PyObject *arg)
 {
-    return (uint32_t *)word_at(self, arg, 8);
+    return (uint32_t *)word_at(self, arg, 8, 0);
 }
 
 /* futex_wait(offset, expected, timeout_s) -> bool: True if woken or the word
@@ -241,6 +262,8 @@ static PyMethodDef cw_methods[] = {
     {"store_sc", (PyCFunction)(void (*)(void))cw_store_sc, METH_FASTCALL, "Seq-cst store of a u64."},
     {"exchange", (PyCFunction)(void (*)(void))cw_exchange, METH_FASTCALL, "Seq-cst swap; returns the old value."},
     {"fetch_add", (PyCFunction)(void (*)(void))cw_fetch_add, METH_FASTCALL, "Seq-cst add; returns the old value."},
+    {"compare_exchange", (PyCFunction)(void (*)(void))cw_compare_exchange, METH_FASTCALL,
+     "Seq-cst compare-and-swap; True if the word held expected and now holds desired."},
     {"fence", (PyCFunction)cw_fence, METH_NOARGS, "Full (seq-cst) memory fence."},
     {"futex_wait", (PyCFunction)(void (*)(void))cw_futex_wait, METH_FASTCALL,
      "Sleep while the word's low 32 bits equal expected; False on timeout."},

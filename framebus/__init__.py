@@ -1,0 +1,40 @@
+"""framebus: the newest camera and sensor frames between processes, through shared memory."""
+
+from ._capture import VideoCapture as VideoCapture
+from ._errors import ConfigError as ConfigError
+from ._errors import FramebusError as FramebusError
+from ._errors import SegmentCorrupt as SegmentCorrupt
+from ._errors import SegmentForeign as SegmentForeign
+from ._errors import SharedMemoryFull as SharedMemoryFull
+from ._errors import StreamNotFound as StreamNotFound
+from ._errors import TooManySubscribers as TooManySubscribers
+from ._errors import WriterBusy as WriterBusy
+from ._errors import WriterGone as WriterGone
+from ._frame import Frame as Frame
+from ._layout import ring_bytes as ring_bytes
+from ._publisher import Publisher as Publisher
+from ._streams import StreamInfo as StreamInfo
+from ._streams import SubscriberInfo as SubscriberInfo
+from ._streams import streams as streams
+from ._subscriber import Subscriber as Subscriber
+
+__all__ = [
+    "ConfigError",
+    "Frame",
+    "FramebusError",
+    "Publisher",
+    "SegmentCorrupt",
+    "SegmentForeign",
+    "SharedMemoryFull",
+    "StreamInfo",
+    "StreamNotFound",
+    "Subscriber",
+    "SubscriberInfo",
+    "TooManySubscribers",
+    "VideoCapture",
+    "WriterBusy",
+    "WriterGone",
+    "ring_bytes",
+    "streams",
+]
+__version__ = "0.1.0"

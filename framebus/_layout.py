@@ -1,0 +1,249 @@
+"""The byte layout of a stream segment: the only code that knows offsets.
+
+A segment is one POSIX shared-memory object, /dev/shm/framebus.<name>:
+
+    [0, HEADER_SIZE)   header page(s)
+        0      descriptive header (_DESCRIPTION), immutable once the magic is set
+        256..  control words, one cache line each (accessed only through _atomic)
+        576..  writer statistics (plain stores by the writer; torn reads harmless)
+        1024.. slot state words, 8 bytes per slot
+        2048.. reader table, 64 bytes per entry
+    then slot_count slots, each slot_stride bytes (a multiple of the page size):
+        0      slot header: seq, monotonic ns, wall-clock ns, meta length
+        64     meta bytes (JSON, at most meta_capacity)
+        frame_offset  the frame, C-contiguous, frame_nbytes long
+
+Every size and offset read back from a segment is validated against the real
+mapping size before use, so a corrupted header gives SegmentCorrupt, never an
+out-of-bounds access.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import SegmentCorrupt
+
+MAGIC = b"FBUS"
+VERSION = 1
+PAGE = 4096  # bytes; slots start on page boundaries
+CACHE_LINE = 64  # bytes; one control word per line, no false sharing
+
+MIN_SLOTS = 3  # one being written, the latest, one free: triple buffering
+MAX_SLOTS = 64  # the latest word keeps the slot index in its low 8 bits
+MAX_READERS = 64  # entries in the reader table
+MAX_DIMS = 8
+DEFAULT_META_CAPACITY = 4096  # bytes of JSON metadata per frame
+MAX_META_CAPACITY = 1 << 20
+
+# magic, version, flags, header size, slot count, slot stride, frame offset, meta capacity,
+# frame bytes, reader count, holder count, ndim, dtype str, shape[8], name, created (wall ns),
+# writer pid, nominal fps
+_DESCRIPTION = struct.Struct("<4sHHIIQIIQIII4x16s8Q64sQI4xd")
+
+# Control words (8 bytes each, own cache line). Only _ring.py touches them, through _atomic.
+LATEST = 256  # (seq << 8) | slot of the newest complete frame; 0 = nothing published yet
+WAKE = 320  # futex word: its low 32 bits change on every publish and on close
+WAITERS = 384  # number of subscribers sleeping on WAKE; publish skips the syscall at 0
+WRITER_STATE = 448  # WRITER_LIVE or WRITER_CLOSED
+STALLED = 512  # 1 while the source is stalled: the last frame is stale
+
+WRITER_LIVE = 1
+WRITER_CLOSED = 2
+
+# Writer statistics: published count, last publish (monotonic ns, wall ns), EWMA frame interval (ns).
+STATS = 576
+STATS_FIELDS = 4
+
+SLOT_STATES = 1024  # 8 bytes per slot: seq of the complete frame inside, or EMPTY / WRITING
+SLOT_EMPTY = 0
+SLOT_WRITING = (1 << 64) - 1
+
+READERS = 2048
+READER_ENTRY = 64  # bytes
+# Reader entry words: the hold (a LATEST-style word, 0 = none; a control word), then statistics
+# written only by the entry's owner.
+HOLD = 0
+READER_STATS = (
+    8  # pid, frames read, frames missed, last read (monotonic ns), hold since (ns), mode, attached (wall ns)
+)
+READER_STATS_FIELDS = 7
+
+HEADER_SIZE = 8192
+
+# Byte-range locks (open-file-description locks on the segment's fd, beyond its data) tell who
+# is alive: the kernel drops them when the holder dies, whatever its PID or namespace.
+WRITER_LOCK_BYTE = 0
+READER_LOCK_BASE = 1  # reader entry i is owned by whoever locks byte READER_LOCK_BASE + i
+assert READERS + MAX_READERS * READER_ENTRY <= HEADER_SIZE
+assert SLOT_STATES + MAX_SLOTS * 8 <= READERS
+
+SLOT_HEADER = struct.Struct("<QQQQ")  # seq, timestamp ns (monotonic), wall-clock ns, meta length
+SLOT_META = 64  # offset of the meta bytes inside a slot
+
+# Only plain numeric dtypes can live in shared memory: no objects, no structured records.
+_DTYPE_KINDS = frozenset("biufc?")
+
+
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def check_dtype(dtype: npt.DTypeLike) -> np.dtype[np.generic]:
+    """The numpy dtype for `dtype` if a stream may carry it, else TypeError naming it."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{dtype!r} is not a numpy dtype") from exc
+    if dt.kind not in _DTYPE_KINDS or dt.fields is not None or dt.subdtype is not None:
+        raise TypeError(f"dtype {dt} cannot be shared: only bool, integer, float and complex dtypes")
+    return dt
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one stream lives inside its segment."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[np.generic]
+    slot_count: int
+    meta_capacity: int
+    reader_count: int
+    holder_count: int
+    fps: float
+    frame_nbytes: int
+    frame_offset: int
+    slot_stride: int
+
+    @classmethod
+    def for_stream(
+        cls,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: npt.DTypeLike,
+        slots: int,
+        meta_capacity: int = DEFAULT_META_CAPACITY,
+        fps: float = 0.0,
+    ) -> Layout:
+        """The layout a new writer creates; ValueError/TypeError name any bad argument."""
+        dt = check_dtype(dtype)
+        shape = tuple(int(d) for d in shape)
+        if len(shape) > MAX_DIMS or any(d <= 0 for d in shape):
+            raise ValueError(f"stream {name!r}: shape {shape} must have 0 to {MAX_DIMS} positive dimensions")
+        if not MIN_SLOTS <= slots <= MAX_SLOTS:
+            raise ValueError(f"stream {name!r}: slots={slots} must be between {MIN_SLOTS} and {MAX_SLOTS}")
+        if not 0 <= meta_capacity <= MAX_META_CAPACITY:
+            raise ValueError(
+                f"stream {name!r}: meta_capacity must be between 0 and {MAX_META_CAPACITY} bytes"
+            )
+        if not (math.isfinite(fps) and fps >= 0):
+            raise ValueError(f"stream {name!r}: fps={fps} must be a finite number >= 0")
+        nbytes = math.prod(shape) * dt.itemsize
+        frame_offset = _align(SLOT_META + meta_capacity, CACHE_LINE)
+        return cls(
+            name=name,
+            shape=shape,
+            dtype=dt,
+            slot_count=slots,
+            meta_capacity=meta_capacity,
+            reader_count=MAX_READERS,
+            holder_count=min(slots - 2, MAX_READERS),
+            fps=float(fps),
+            frame_nbytes=nbytes,
+            frame_offset=frame_offset,
+            slot_stride=_align(frame_offset + nbytes, PAGE),
+        )
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of the whole segment."""
+        return HEADER_SIZE + self.slot_count * self.slot_stride
+
+    def slot_offset(self, slot: int) -> int:
+        return HEADER_SIZE + slot * self.slot_stride
+
+    def frame_start(self, slot: int) -> int:
+        return self.slot_offset(slot) + self.frame_offset
+
+    @staticmethod
+    def state_offset(slot: int) -> int:
+        return SLOT_STATES + slot * 8
+
+    @staticmethod
+    def reader_offset(entry: int) -> int:
+        return READERS + entry * READER_ENTRY
+
+    def write_description(self, buf: memoryview, writer_pid: int, created_wall_ns: int) -> None:
+        """Fill the descriptive header, magic excluded (the writer publishes it last)."""
+        shape8 = list(self.shape) + [0] * (MAX_DIMS - len(self.shape))
+        _DESCRIPTION.pack_into(
+            buf, 0, b"\0\0\0\0", 0, 0, HEADER_SIZE, self.slot_count, self.slot_stride,
+            self.frame_offset, self.meta_capacity, self.frame_nbytes, self.reader_count,
+            self.holder_count, len(self.shape), self.dtype.str.encode(), *shape8,
+            self.name.encode(), created_wall_ns, writer_pid, self.fps,
+        )  # fmt: skip
+
+    @classmethod
+    def read_description(cls, buf: memoryview, size: int, name: str) -> Layout:
+        """Parse and validate a segment's header against its real size; SegmentCorrupt if wrong."""
+
+        def bad(why: str) -> SegmentCorrupt:
+            return SegmentCorrupt(f"stream {name!r}: segment is corrupt or not a framebus segment: {why}")
+
+        if size < HEADER_SIZE:
+            raise bad(f"{size} bytes is smaller than the {HEADER_SIZE}-byte header")
+        (magic, version, _flags, header_size, slots, stride, frame_offset, meta_capacity, nbytes,
+         readers, holders, ndim, dtype_raw, *rest) = _DESCRIPTION.unpack_from(buf, 0)  # fmt: skip
+        shape8, raw_name, created, pid, fps = rest[:MAX_DIMS], *rest[MAX_DIMS:]
+        del created, pid
+        if magic != MAGIC:
+            raise bad(f"magic {magic!r} is not {MAGIC!r}")
+        if version != VERSION:
+            raise SegmentCorrupt(f"stream {name!r}: layout version {version}, this framebus reads {VERSION}")
+        if header_size != HEADER_SIZE:
+            raise bad(f"header size {header_size}")
+        if not MIN_SLOTS <= slots <= MAX_SLOTS:
+            raise bad(f"slot count {slots}")
+        if not 1 <= readers <= MAX_READERS or holders > min(readers, slots - 2):
+            raise bad(f"{readers} reader entries with {holders} holders")
+        if not 0 <= ndim <= MAX_DIMS or any(d <= 0 for d in shape8[:ndim]):
+            raise bad(f"shape {shape8[:ndim]}")
+        try:
+            dtype = check_dtype(dtype_raw.rstrip(b"\0").decode("ascii"))
+        except (TypeError, UnicodeDecodeError) as exc:
+            raise bad(f"dtype {dtype_raw!r}") from exc
+        shape = tuple(shape8[:ndim])
+        if nbytes != math.prod(shape) * dtype.itemsize:
+            raise bad(f"frame size {nbytes} does not match shape {shape} of {dtype}")
+        if meta_capacity > MAX_META_CAPACITY or frame_offset < SLOT_META + meta_capacity:
+            raise bad(f"meta capacity {meta_capacity} at frame offset {frame_offset}")
+        if frame_offset % CACHE_LINE or stride % PAGE or frame_offset + nbytes > stride:
+            raise bad(f"slot stride {stride} cannot hold a {nbytes}-byte frame at offset {frame_offset}")
+        if HEADER_SIZE + slots * stride > size:
+            raise bad(f"{slots} slots of {stride} bytes do not fit in {size} bytes")
+        stored_name = raw_name.rstrip(b"\0")
+        if stored_name != name.encode():
+            raise bad(f"it names stream {stored_name!r}")
+        if not (math.isfinite(fps) and fps >= 0):
+            raise bad(f"fps {fps}")
+        return cls(
+            name, shape, dtype, slots, meta_capacity, readers, holders, fps, nbytes, frame_offset, stride
+        )
+
+
+def magic_word() -> int:
+    """The first 8 header bytes (magic, version, flags) as the u64 the writer stores last."""
+    return int.from_bytes(MAGIC + VERSION.to_bytes(2, "little") + b"\0\0", "little")
+
+
+def ring_bytes(
+    shape: tuple[int, ...], dtype: npt.DTypeLike, slots: int = 6, meta_capacity: int = DEFAULT_META_CAPACITY
+) -> int:
+    """Bytes one stream of this shape, dtype and slot count takes in /dev/shm."""
+    return Layout.for_stream("size", tuple(shape), dtype, slots, meta_capacity).total_size

@@ -1,0 +1,217 @@
+"""Publisher: the one writer of a stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import FramebusError
+from ._layout import (
+    DEFAULT_META_CAPACITY,
+    STALLED,
+    STATS,
+    STATS_FIELDS,
+    WRITER_CLOSED,
+    WRITER_LIVE,
+    WRITER_STATE,
+    Layout,
+    magic_word,
+)
+from ._names import validate_name
+from ._ring import Ring
+from ._segment import Segment
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
+_EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
+
+
+class Publisher:
+    """Create stream `name` in shared memory and publish frames of one shape and dtype.
+
+    Exactly one live Publisher per name on a box (WriterBusy otherwise); a dead writer's
+    segment is reclaimed. The writer never waits for a reader. Not thread-safe: publish
+    from one thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: npt.DTypeLike = "uint8",
+        *,
+        slots: int = DEFAULT_SLOTS,
+        meta_capacity: int = DEFAULT_META_CAPACITY,
+        group: str | int | None = None,
+        fps: float = 0.0,
+    ) -> None:
+        self.layout = Layout.for_stream(validate_name(name), tuple(shape), dtype, slots, meta_capacity, fps)
+        segment = Segment.create(name, self.layout.total_size, group)
+        try:
+            self.layout.write_description(memoryview(segment.map), os.getpid(), time.time_ns())
+            self._ring = Ring(segment, self.layout, writable_frames=True)
+            self._ring.words.store(WRITER_STATE, WRITER_LIVE)
+            self._ring.words.store(0, magic_word())  # last: readers accept the header from here on
+        except BaseException:
+            segment.unlink()
+            segment.close()
+            raise
+        self._stats: np.ndarray[Any, np.dtype[np.uint64]] = np.ndarray(
+            STATS_FIELDS, np.uint64, buffer=segment.map, offset=STATS
+        )
+        self._seq = 0
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _remove, self._ring)
+        logger.debug("stream %r created: %s %s x%d slots", name, self.layout.shape, self.layout.dtype, slots)
+
+    @property
+    def name(self) -> str:
+        return self.layout.name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.layout.shape
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        return self.layout.dtype
+
+    @property
+    def published(self) -> int:
+        """Frames published so far; also the seq of the newest one."""
+        return self._seq
+
+    def publish(
+        self,
+        array: np.ndarray[Any, Any],
+        meta: Mapping[str, Any] | None = None,
+        timestamp_ns: int | None = None,
+    ) -> int:
+        """Copy `array` into the next free slot and publish it; returns its seq.
+
+        `timestamp_ns` is the capture time on CLOCK_MONOTONIC (default: now). A wrong type,
+        shape or dtype, or metadata that is not JSON or too large, raises before anything in
+        the stream changes.
+        """
+        self._check_array(array)
+        meta_bytes = self._encode_meta(meta)
+        slot = self._claim()
+        try:
+            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+        except BaseException:
+            self._ring.abandon(slot)
+            raise
+        return self._commit(slot, meta_bytes, timestamp_ns)
+
+    @contextmanager
+    def loan(
+        self, meta: Mapping[str, Any] | None = None, timestamp_ns: int | None = None
+    ) -> Iterator[np.ndarray[Any, Any]]:
+        """Lend a writable array inside the next slot: published when the block exits cleanly,
+        discarded if it raises. The array turns read-only after the block."""
+        meta_bytes = self._encode_meta(meta)
+        slot = self._claim()
+        buf = self._ring.frames[slot]
+        try:
+            yield buf
+        except BaseException:
+            self._ring.abandon(slot)
+            raise
+        finally:
+            buf.flags.writeable = False
+        self._commit(slot, meta_bytes, timestamp_ns)
+
+    def set_stalled(self, stalled: bool) -> None:
+        """Mark the source stalled (or recovered): readers see the last frame as stale."""
+        self._check_open()
+        self._ring.words.store(STALLED, int(stalled))
+        self._ring.wake()  # sleeping readers re-check and can report the change
+
+    def close(self) -> None:
+        """Remove the stream: readers learn at once that the writer is gone."""
+        if not self._closed:
+            self._closed = True
+            self._finalizer()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"seq={self._seq}"
+        return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
+
+    def _claim(self) -> int:
+        self._check_open()
+        return self._ring.claim()
+
+    def _commit(self, slot: int, meta: bytes, timestamp_ns: int | None) -> int:
+        now = time.monotonic_ns()
+        self._seq += 1
+        self._ring.commit(
+            slot, self._seq, now if timestamp_ns is None else timestamp_ns, time.time_ns(), meta
+        )
+        self._update_stats(now)
+        return self._seq
+
+    def _update_stats(self, now: int) -> None:
+        stats = self._stats
+        previous = int(stats[1])
+        if previous:
+            interval = max(0, now - previous)
+            ewma = int(stats[3])
+            stats[3] = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
+        stats[0] = self._seq
+        stats[1] = now
+        stats[2] = time.time_ns()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FramebusError(f"stream {self.name!r}: the publisher is closed")
+
+    def _check_array(self, array: object) -> None:
+        if not isinstance(array, np.ndarray):
+            raise TypeError(
+                f"stream {self.name!r}: publish() takes a numpy array, got {type(array).__name__}"
+            )
+        if array.shape != self.shape or (array.dtype is not self.dtype and array.dtype != self.dtype):
+            raise ValueError(
+                f"stream {self.name!r} expects shape {self.shape} of {self.dtype}, "
+                f"got shape {array.shape} of {array.dtype}"
+            )
+
+    def _encode_meta(self, meta: Mapping[str, Any] | None) -> bytes:
+        if not meta:
+            return b""
+        try:
+            encoded = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"stream {self.name!r}: meta must be a JSON-serialisable dict: {exc}") from exc
+        if len(encoded) > self.layout.meta_capacity:
+            raise ValueError(
+                f"stream {self.name!r}: meta is {len(encoded)} bytes as JSON; "
+                f"the limit is {self.layout.meta_capacity} (Publisher meta_capacity=)"
+            )
+        return encoded
+
+
+def _remove(ring: Ring) -> None:
+    """Mark the stream closed, wake readers, unlink and unmap (also run at exit if unclosed)."""
+    ring.words.store(WRITER_STATE, WRITER_CLOSED)
+    ring.wake()
+    segment = ring.segment
+    ring.close()
+    segment.unlink()
+    segment.close()

@@ -1,0 +1,95 @@
+"""Child-process bodies for the multi-process tests (spawned, so they live in a module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from multiprocessing.synchronize import Event
+from queue import Queue
+from typing import Any
+
+import framebus
+from framebus.testing import frame_is_intact, tagged_frame
+
+
+def write_flat_out(name: str, shape: tuple[int, ...], ready: Event, stop: Event, slots: int = 6) -> None:
+    """Publish tagged frames as fast as possible until `stop`."""
+    with framebus.Publisher(name, shape, "uint8", slots=slots) as pub:
+        seq = pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        while not stop.is_set():
+            seq += 1
+            pub.publish(tagged_frame(shape, seq))
+
+
+def write_until_killed(name: str, shape: tuple[int, ...], ready: Event) -> None:
+    """Publish tagged frames flat out through loan() (fill in place) until SIGKILLed."""
+    pub = framebus.Publisher(name, shape, "uint8")
+    ready.set()
+    seq = 0
+    while True:
+        seq += 1
+        with pub.loan() as buf:
+            buf[...] = seq % 251
+
+
+def write_then_hang_mid_frame(name: str, shape: tuple[int, ...], good: int, ready: Event) -> None:
+    """Publish `good` frames, then half-write the next one and hang there (to be SIGKILLed)."""
+    pub = framebus.Publisher(name, shape, "uint8")
+    for seq in range(1, good + 1):
+        pub.publish(tagged_frame(shape, seq))
+    with pub.loan() as buf:
+        buf.reshape(-1)[: buf.size // 2] = (good + 1) % 251
+        ready.set()
+        time.sleep(3600)
+
+
+def check_frames(name: str, copy: bool, seconds: float, hold_s: float, results: Queue[Any]) -> None:
+    """Read for `seconds`, verifying every byte of every frame; optionally re-check a held frame
+    after `hold_s` to prove it did not change. Reports (frames, torn, out_of_order, held_changed)."""
+    frames = torn = out_of_order = held_changed = 0
+    last = 0
+    with framebus.Subscriber(name, copy=copy) as sub:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                frame = sub.wait(timeout=1.0)
+            except framebus.WriterGone:
+                last = 0
+                continue
+            except TimeoutError:
+                continue
+            frames += 1
+            torn += not frame_is_intact(frame.array, frame.seq)
+            out_of_order += frame.seq <= last
+            last = frame.seq
+            if hold_s and frames % 20 == 0:
+                time.sleep(hold_s)  # the writer laps the ring many times meanwhile
+                held_changed += not frame_is_intact(frame.array, frame.seq)
+    results.put((frames, torn, out_of_order, held_changed))
+
+
+def hold_and_freeze(name: str, held: Event, mode: str) -> None:
+    """Take a zero-copy frame, signal, then stop or die holding it."""
+    sub = framebus.Subscriber(name)
+    while sub.latest() is None:
+        time.sleep(0.001)
+    held.set()
+    if mode == "kill":
+        time.sleep(3600)
+    else:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(3600)
+
+
+def wait_one(name: str, ready: Event, results: Queue[Any]) -> None:
+    """Block in wait() until one frame arrives; report its seq and the CPU seconds spent waiting."""
+    with framebus.Subscriber(name) as sub:
+        ready.set()
+        cpu = time.process_time()
+        try:
+            seq: object = sub.wait(timeout=30).seq
+        except Exception as exc:
+            seq = repr(exc)
+        results.put((seq, time.process_time() - cpu))
