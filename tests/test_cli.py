@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _daemonproc import JOIN_TIMEOUT_S, REPO, free_port, running, wait_until, write_config
-from framebus.testing import framebus_segments, unique_name
 
 import framebus
+from _daemonproc import JOIN_TIMEOUT_S, REPO, free_port, running, wait_until, write_config
 from framebus._cli import main
+from framebus.testing import framebus_segments, unique_name
 
 CONFIG = REPO / "config"
 

@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
+import framebus
 from _daemonproc import (
     JOIN_TIMEOUT_S,
     REPO,
@@ -25,10 +27,8 @@ from _daemonproc import (
     wait_until,
     write_config,
 )
-from framebus.testing import framebus_segments, unique_name
-
-import framebus
 from framebus.sources.synthetic import decode_stamp
+from framebus.testing import framebus_segments, unique_name
 
 READY_TIMEOUT_S = 20.0
 
