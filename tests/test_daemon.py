@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from _daemonproc import (
     wait_until,
     write_config,
 )
+from framebus._sdnotify import Notifier
 from framebus.sources.synthetic import decode_stamp
 from framebus.testing import framebus_segments, unique_name
 
@@ -242,3 +245,45 @@ def _up(port: int) -> bool:
 def _daemon_view(port: int, name: str) -> dict[str, Any]:
     streams = {s["name"]: s for s in http_json(port, "/streams")}
     return dict(streams[name]["daemon"])
+
+
+def test_notifier_outside_systemd_does_nothing() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled and notifier.notify("READY=1") is False and notifier.watchdog_s is None
+
+
+def test_notifier_abstract_socket() -> None:
+    address = f"framebus-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + address)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + address})
+        assert notifier.notify("READY=1", "STATUS=ok")
+        server.settimeout(2)
+        assert server.recv(100) == b"READY=1\nSTATUS=ok"
+        notifier.close()
+
+
+def test_watchdog_interval_is_for_this_process_only() -> None:
+    assert Notifier({"WATCHDOG_USEC": "4000000"}).watchdog_s == 4.0
+    assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_s == 4.0
+    assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}).watchdog_s is None
+    assert Notifier({"WATCHDOG_USEC": "junk"}).watchdog_s is None
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    executable = Path(sys.executable).with_name("framebus")
+    if not executable.exists():
+        pytest.skip("the framebus console script is not installed next to this interpreter")
+    unit = (
+        (REPO / "systemd" / "framebus.service")
+        .read_text()
+        .replace("/usr/local/bin/framebus", str(executable))
+    )
+    (tmp_path / "framebus.service").write_text(unit)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "framebus.service")],
+        capture_output=True, text=True, timeout=JOIN_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "RemoveIPC=no" in unit and "Type=notify" in unit
