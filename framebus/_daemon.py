@@ -152,11 +152,13 @@ class Daemon:
 
     async def _wait_settled(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._stop_requested and not self._stop_requested.is_set():
-            if all(s.runner.settled.is_set() for s in self._streams.values()):
+        while not all(s.runner.settled.is_set() for s in self._streams.values()):
+            if self._stop_requested is not None and self._stop_requested.is_set():
+                return
+            if time.monotonic() >= deadline:
+                logger.warning("not every stream settled within %g s; ready anyway", timeout)
                 return
             await asyncio.sleep(0.02)
-        logger.warning("not every stream produced a frame within %g s; ready anyway", timeout)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         logger.info("%s received, stopping", sig.name)
