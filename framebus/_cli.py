@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # e.g. `framebus schema | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     except FramebusError as exc:
         print(f"framebus: {exc}", file=sys.stderr)
         return EXIT_FAILURE
