@@ -18,11 +18,11 @@ import yaml
 from pydantic import ValidationError
 
 from ._errors import ConfigError
+from ._names import SHM_DIR, SHM_PREFIX
 from .config import Topology
 
 __all__ = ["check_memory", "check_references", "load_config", "parse_config"]
 
-SHM_DIR = "/dev/shm"
 _MIB = 1024 * 1024
 _TAGS = frozenset(
     {"camera", "file", "url", "synthetic", "imu", "depth", "derived", "command"}
@@ -167,7 +167,7 @@ def _existing_bytes(shm_dir: str, names: Iterable[str]) -> int:
     total = 0
     for name in names:
         try:
-            total += os.stat(os.path.join(shm_dir, "framebus." + name)).st_blocks * 512
+            total += os.stat(os.path.join(shm_dir, SHM_PREFIX + name)).st_blocks * 512
         except OSError:
             continue
     return total

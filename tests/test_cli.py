@@ -129,3 +129,28 @@ def _running(pid: int) -> bool:
 def test_console_script_entry_point() -> None:
     assert os.access(sys.executable, os.X_OK)
     assert "framebus._cli:main" in (REPO / "pyproject.toml").read_text()
+
+
+def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
+    """The webcam pipeline's shape on a synthetic source: a subscriber publishes a derived stream."""
+    video, edges = unique_name("video"), unique_name("edges")
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [
+            {"name": video, "source": {"kind": "synthetic"}, "width": 160, "height": 120, "fps": 30},
+            {"name": edges, "source": {"kind": "derived"}, "width": 160, "height": 120, "format": "gray8"},
+        ],
+        "subscribers": [
+            {"kind": "command", "name": "edges", "reads": [video], "publishes": [edges],
+             "command": ["{python}", str(REPO / "services" / "edges.py"), video, edges]},
+        ],
+    }  # fmt: skip
+    config = write_config(tmp_path / "pipe.yaml", data)
+    with running(["run", str(config)], tmp_path) as run:
+        wait_until(lambda: any(s.name == edges for s in framebus.streams()), 15, "the derived stream")
+        with framebus.Subscriber(edges) as sub:
+            frame = sub.wait(timeout=5)
+            assert frame.array.shape == (120, 160) and frame.array.any(), "edges of the colour bars"
+        code, _ = run.stop(signal.SIGINT)
+        assert code == 0, run.output()
+    assert not {s for s in framebus_segments() if edges in s or video in s}
