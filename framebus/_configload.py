@@ -41,7 +41,7 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
     topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
     problems = check_memory(topology, shm_dir=shm_dir)
     if problems:
-        raise ConfigError(_report(str(path), problems))
+        raise _invalid(str(path), problems)
     return topology
 
 
@@ -55,10 +55,10 @@ def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -
     except ValidationError as exc:
         # Report name problems too, read from the raw data as far as it makes sense.
         problems = _pydantic_problems(exc, data) + _reference_problems(_raw_names(data))
-        raise ConfigError(_report(filename, problems)) from None
+        raise _invalid(filename, problems) from None
     problems = check_references(topology)
     if problems:
-        raise ConfigError(_report(filename, problems))
+        raise _invalid(filename, problems)
     return topology
 
 
@@ -272,9 +272,10 @@ def _item_name(data: dict[str, Any], section: str, index: int) -> str:
     return ""
 
 
-def _report(filename: str, problems: list[str]) -> str:
+def _invalid(filename: str, problems: list[str]) -> ConfigError:
     noun = "problem" if len(problems) == 1 else "problems"
-    return f"{filename}: {len(problems)} {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
+    message = f"{filename}: {len(problems)} {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
+    return ConfigError(message, tuple(problems))
 
 
 class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml ships no type stubs

@@ -237,6 +237,11 @@ class Layout:
         )
 
 
+def writer_pid(buf: memoryview) -> int:
+    """The pid the writer recorded at creation (for display: pids are not used for liveness)."""
+    return int(_DESCRIPTION.unpack_from(buf, 0)[-2])
+
+
 def magic_word() -> int:
     """The first 8 header bytes (magic, version, flags) as the u64 the writer stores last."""
     return int.from_bytes(MAGIC + VERSION.to_bytes(2, "little") + b"\0\0", "little")

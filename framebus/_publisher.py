@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
@@ -40,8 +41,8 @@ class Publisher:
     """Create stream `name` in shared memory and publish frames of one shape and dtype.
 
     Exactly one live Publisher per name on a box (WriterBusy otherwise); a dead writer's
-    segment is reclaimed. The writer never waits for a reader. Not thread-safe: publish
-    from one thread.
+    segment is reclaimed. The writer never waits for a reader. Publish from one thread;
+    `set_stalled()` and `close()` may come from another (close waits for a publish in flight).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class Publisher:
         )
         self._seq = 0
         self._closed = False
+        self._writing = threading.Lock()  # held while a frame is written: close() must not unmap it
         self._finalizer = weakref.finalize(self, _remove, self._ring)
         logger.debug("stream %r created: %s %s x%d slots", name, self.layout.shape, self.layout.dtype, slots)
 
@@ -105,13 +107,14 @@ class Publisher:
         """
         self._check_array(array)
         meta_bytes = self._encode_meta(meta)
-        slot = self._claim()
-        try:
-            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
-        except BaseException:
-            self._ring.abandon(slot)
-            raise
-        return self._commit(slot, meta_bytes, timestamp_ns)
+        with self._writing:
+            slot = self._claim()
+            try:
+                self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+            except BaseException:
+                self._ring.abandon(slot)
+                raise
+            return self._commit(slot, meta_bytes, timestamp_ns)
 
     @contextmanager
     def loan(
@@ -120,28 +123,32 @@ class Publisher:
         """Lend a writable array inside the next slot: published when the block exits cleanly,
         discarded if it raises. The array turns read-only after the block."""
         meta_bytes = self._encode_meta(meta)
-        slot = self._claim()
-        buf = self._ring.frames[slot]
-        try:
-            yield buf
-        except BaseException:
-            self._ring.abandon(slot)
-            raise
-        finally:
-            buf.flags.writeable = False
-        self._commit(slot, meta_bytes, timestamp_ns)
+        with self._writing:
+            slot = self._claim()
+            buf = self._ring.frames[slot]
+            try:
+                yield buf
+            except BaseException:
+                self._ring.abandon(slot)
+                raise
+            finally:
+                buf.flags.writeable = False
+            self._commit(slot, meta_bytes, timestamp_ns)
 
     def set_stalled(self, stalled: bool) -> None:
-        """Mark the source stalled (or recovered): readers see the last frame as stale."""
+        """Mark the source stalled (or recovered): readers see the last frame as stale.
+
+        Safe from any thread (one atomic store and a wake-up)."""
         self._check_open()
         self._ring.words.store(STALLED, int(stalled))
         self._ring.wake()  # sleeping readers re-check and can report the change
 
     def close(self) -> None:
         """Remove the stream: readers learn at once that the writer is gone."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        with self._writing:
+            if not self._closed:
+                self._closed = True
+                self._finalizer()
 
     def __enter__(self) -> Publisher:
         return self

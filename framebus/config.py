@@ -16,6 +16,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._names import NAME_PATTERN
+
 __all__ = [
     "CameraSource",
     "CommandSubscriber",
@@ -37,8 +39,7 @@ __all__ = [
 ]
 
 # Same rule as the core's stream names: they become /dev/shm/framebus.<name>.
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-StreamName = Annotated[str, Field(pattern=_NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
+StreamName = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
 _URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 IMU_COLUMNS = 7  # per sample: offset from the frame timestamp (s), accel xyz (m/s^2), gyro xyz (rad/s)
 
