@@ -175,17 +175,6 @@ cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-cw_compare_exchange(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t expected, desired;
-    if (check_nargs(nargs, 3, "compare_exchange") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8, 1);
-    if (!w || as_u64(args[1], &expected) < 0 || as_u64(args[2], &desired) < 0) return NULL;
-    return PyBool_FromLong(__atomic_compare_exchange_n(w, &expected, desired, 0,
-                                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-}
-
-static PyObject *
 cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -212,7 +201,8 @@ cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     if (!w || as_u64(args[1], &expected) < 0) return NULL;
     double timeout = PyFloat_AsDouble(args[2]);
     if (timeout == -1.0 && PyErr_Occurred()) return NULL;
-    if (timeout < 0) timeout = 0;
+    if (!(timeout >= 0)) timeout = 0;          /* negative or NaN */
+    if (timeout > 86400.0) timeout = 86400.0;  /* keeps tv_sec in range; callers loop anyway */
     struct timespec ts;
     ts.tv_sec = (time_t)timeout;
     ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
@@ -262,8 +252,6 @@ static PyMethodDef cw_methods[] = {
     {"store_sc", (PyCFunction)(void (*)(void))cw_store_sc, METH_FASTCALL, "Seq-cst store of a u64."},
     {"exchange", (PyCFunction)(void (*)(void))cw_exchange, METH_FASTCALL, "Seq-cst swap; returns the old value."},
     {"fetch_add", (PyCFunction)(void (*)(void))cw_fetch_add, METH_FASTCALL, "Seq-cst add; returns the old value."},
-    {"compare_exchange", (PyCFunction)(void (*)(void))cw_compare_exchange, METH_FASTCALL,
-     "Seq-cst compare-and-swap; True if the word held expected and now holds desired."},
     {"fence", (PyCFunction)cw_fence, METH_NOARGS, "Full (seq-cst) memory fence."},
     {"futex_wait", (PyCFunction)(void (*)(void))cw_futex_wait, METH_FASTCALL,
      "Sleep while the word's low 32 bits equal expected; False on timeout."},

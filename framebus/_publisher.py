@@ -72,7 +72,8 @@ class Publisher:
         )
         self._seq = 0
         self._closed = False
-        self._writing = threading.Lock()  # held while a frame is written: close() must not unmap it
+        self._writing = threading.Lock()  # held while a frame is written: close() waits for it
+        self._loan_open = False
         self._finalizer = weakref.finalize(self, _remove, self._ring)
         logger.debug("stream %r created: %s %s x%d slots", name, self.layout.shape, self.layout.dtype, slots)
 
@@ -106,15 +107,9 @@ class Publisher:
         the stream changes.
         """
         self._check_array(array)
-        meta_bytes = self._encode_meta(meta)
-        with self._writing:
-            slot = self._claim()
-            try:
-                self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
-            except BaseException:
-                self._ring.abandon(slot)
-                raise
-            return self._commit(slot, meta_bytes, timestamp_ns)
+        with self._slot(meta, timestamp_ns) as slot:
+            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+        return self._seq
 
     @contextmanager
     def loan(
@@ -122,18 +117,14 @@ class Publisher:
     ) -> Iterator[np.ndarray[Any, Any]]:
         """Lend a writable array inside the next slot: published when the block exits cleanly,
         discarded if it raises. The array turns read-only after the block."""
-        meta_bytes = self._encode_meta(meta)
-        with self._writing:
-            slot = self._claim()
+        with self._slot(meta, timestamp_ns) as slot:
             buf = self._ring.frames[slot]
+            self._loan_open = True
             try:
                 yield buf
-            except BaseException:
-                self._ring.abandon(slot)
-                raise
             finally:
+                self._loan_open = False
                 buf.flags.writeable = False
-            self._commit(slot, meta_bytes, timestamp_ns)
 
     def set_stalled(self, stalled: bool) -> None:
         """Mark the source stalled (or recovered): readers see the last frame as stale.
@@ -145,6 +136,7 @@ class Publisher:
 
     def close(self) -> None:
         """Remove the stream: readers learn at once that the writer is gone."""
+        self._check_no_loan()
         with self._writing:
             if not self._closed:
                 self._closed = True
@@ -160,18 +152,28 @@ class Publisher:
         state = "closed" if self._closed else f"seq={self._seq}"
         return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
-    def _claim(self) -> int:
-        self._check_open()
-        return self._ring.claim()
-
-    def _commit(self, slot: int, meta: bytes, timestamp_ns: int | None) -> int:
-        now = time.monotonic_ns()
-        self._seq += 1
-        self._ring.commit(
-            slot, self._seq, now if timestamp_ns is None else timestamp_ns, time.time_ns(), meta
-        )
-        self._update_stats(now)
-        return self._seq
+    @contextmanager
+    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[int]:
+        """Claim a slot under the write lock; commit it if the block succeeds, abandon it if not.
+        Every argument is checked first, so a bad call leaves the stream untouched."""
+        meta_bytes = self._encode_meta(meta)
+        self._check_timestamp(timestamp_ns)
+        self._check_no_loan()
+        with self._writing:
+            self._check_open()
+            slot = self._ring.claim()
+            try:
+                yield slot
+            except BaseException:
+                self._ring.abandon(slot)
+                raise
+            now = time.monotonic_ns()
+            seq = self._seq + 1
+            self._ring.commit(
+                slot, seq, now if timestamp_ns is None else timestamp_ns, time.time_ns(), meta_bytes
+            )
+            self._seq = seq
+            self._update_stats(now)
 
     def _update_stats(self, now: int) -> None:
         stats = self._stats
@@ -187,6 +189,16 @@ class Publisher:
     def _check_open(self) -> None:
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the publisher is closed")
+
+    def _check_no_loan(self) -> None:
+        if self._loan_open:  # the same thread, inside its own loan block
+            raise FramebusError(f"stream {self.name!r}: a loan is open; publish or close after its block")
+
+    def _check_timestamp(self, timestamp_ns: object) -> None:
+        if timestamp_ns is not None and not (isinstance(timestamp_ns, int) and 0 <= timestamp_ns < 1 << 63):
+            raise ValueError(
+                f"stream {self.name!r}: timestamp_ns must be CLOCK_MONOTONIC ns, got {timestamp_ns!r}"
+            )
 
     def _check_array(self, array: object) -> None:
         if not isinstance(array, np.ndarray):
@@ -215,10 +227,8 @@ class Publisher:
 
 
 def _remove(ring: Ring) -> None:
-    """Mark the stream closed, wake readers, unlink and unmap (also run at exit if unclosed)."""
+    """Mark the stream closed, wake readers, unlink and let go (also run at exit if unclosed)."""
     ring.words.store(WRITER_STATE, WRITER_CLOSED)
     ring.wake()
-    segment = ring.segment
-    ring.close()
-    segment.unlink()
-    segment.close()
+    ring.segment.unlink()
+    ring.segment.close()

@@ -94,24 +94,39 @@ class Ring:
     # -- writer ---------------------------------------------------------------------------------
 
     def claim(self) -> int:
-        """Take a slot for writing; never waits (see the module docstring for why one is free)."""
+        """Take a slot for writing; never waits (see the module docstring for why one is free).
+
+        A reader whose pin read LATEST before our previous commit may land its hold on the slot
+        we try; then we rescan. Each holder can do that at most once per claim (its next pin
+        reads the current LATEST, which we never claim), hence the bound on attempts.
+        """
+        _, latest_slot = unpack_latest(self.words.load(LATEST))
+        for _ in range(self.layout.holder_count + 2):
+            held = self._held_slots()
+            if held:
+                self._reap_dead_holders()
+            slot = self._try_claim(latest_slot, held)
+            if slot is not None:
+                return slot
+        raise SegmentCorrupt(f"stream {self.layout.name!r}: no free slot; the reader table is corrupt")
+
+    def _try_claim(self, latest_slot: int, held: set[int]) -> int | None:
+        """Claim the first slot (round robin) that is neither LATEST nor in `held`; None if a
+        reader pinned it meanwhile, or if every slot is taken."""
         words, n = self.words, self.layout.slot_count
-        _, latest_slot = unpack_latest(words.load(LATEST))
-        held = self._held_slots()
-        if held:
-            self._reap_dead_holders()
         for i in range(n):
             slot = (self._next + i) % n
             if slot == latest_slot or slot in held:
                 continue
             state = self._states[slot]
             old = words.exchange(state, SLOT_WRITING)
-            if slot not in self._held_slots():
-                words.fence()  # WRITING is visible before any frame byte changes
-                self._next = slot + 1
-                return slot
-            words.store(state, old)  # a reader pinned it between our scans
-        raise SegmentCorrupt(f"stream {self.layout.name!r}: no free slot; the reader table is corrupt")
+            if slot in self._held_slots():
+                words.store(state, old)  # pinned between our scans; no byte was written
+                return None
+            words.fence()  # WRITING is visible before any frame byte changes
+            self._next = slot + 1
+            return slot
+        return None
 
     def commit(self, slot: int, seq: int, timestamp_ns: int, wall_ns: int, meta: bytes) -> None:
         """Publish the claimed slot as frame `seq` and wake sleeping readers."""
@@ -144,16 +159,18 @@ class Ring:
         return held
 
     def _reap_dead_holders(self) -> None:
-        """Clear holds left by readers that died; at most once a second."""
+        """Clear holds left by readers that died; at most once a second.
+
+        The writer takes the entry's lock itself while clearing, so no new reader can own the
+        entry (and pin a frame through it) between our check and our store."""
         now = time.monotonic_ns()
         if now - self._last_reap < REAP_INTERVAL_NS:
             return
         self._last_reap = now
         for entry, offset in enumerate(self._holds):
-            word = self.words.load_sc(offset)
-            if word and not self.segment.is_locked(READER_LOCK_BASE + entry):
-                # Only that exact word: a new owner of the entry may have pinned LATEST since.
-                self.words.compare_exchange(offset, word, 0)
+            if self.words.load_sc(offset) and self.segment.try_lock(READER_LOCK_BASE + entry):
+                self.words.store_sc(offset, 0)
+                self.segment.unlock(READER_LOCK_BASE + entry)
 
     # -- readers --------------------------------------------------------------------------------
 
@@ -242,11 +259,6 @@ class Ring:
             words.futex_wait(WAKE, seen & U32, timeout)
         finally:
             words.fetch_add(WAITERS, MINUS_ONE)
-
-    def close(self) -> None:
-        """Drop this ring's own references to the mapping (frames handed out keep theirs)."""
-        del self.frames
-        self.words.release()
 
 
 def _c_strides(layout: Layout) -> tuple[int, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,15 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from ._attachment import Attachment
-from ._errors import FramebusError, StreamNotFound, WriterGone
+from ._attachment import Attachment, NotReady
+from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
 from ._ring import unpack_latest
+from ._segment import inode_at
+
+logger = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL = 0.2  # s: how often a waiting or reading subscriber checks that the writer lives
 REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for a new one
-ATTACH_GRACE = 1.0  # s: how long the constructor waits for a writer that is still creating the stream
+UNLOCKED_GRACE = 0.05  # s: the same, when no writer holds the segment's lock
+ATTACH_GRACE = 5.0  # s: how long the constructor waits for a writer still allocating the stream
 
 
 class Subscriber:
@@ -48,6 +53,7 @@ class Subscriber:
         self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
         self._current_word = 0  # its LATEST word
         self._executor: ThreadPoolExecutor | None = None
+        self._unusable_inode = 0  # a new writer's segment we could not attach to (logged once)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,6 +62,11 @@ class Subscriber:
     @property
     def dtype(self) -> np.dtype[np.generic]:
         return self._att.layout.dtype
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the writer declared (0.0 if it did not)."""
+        return self._att.layout.fps
 
     @property
     def writer_alive(self) -> bool:
@@ -76,22 +87,28 @@ class Subscriber:
 
         TimeoutError after `timeout` seconds; WriterGone once when the writer dies or closes.
         """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while True:
+        while True:
+            with self._lock:  # not held while asleep: latest(), release() and close() stay free
                 self._refresh()
                 if self._gone:
-                    self._sleep_while_gone(deadline)
-                    continue
-                ring = self._att.ring
-                seen = ring.wake_word()
-                if unpack_latest(ring.latest_word())[0] > self._last_seq:
-                    frame = self._read_latest()
-                    assert frame is not None
-                    return frame
+                    self._check_gone(deadline)
+                    ring, seen = None, 0
+                else:
+                    ring = self._att.ring
+                    seen = ring.wake_word()
+                    if unpack_latest(ring.latest_word())[0] > self._last_seq:
+                        frame = self._read_latest()
+                        assert frame is not None
+                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
+            if ring is None:
+                time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
+            else:
                 ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
 
     def __iter__(self) -> Iterator[Frame]:
@@ -181,9 +198,12 @@ class Subscriber:
         release: Any,
     ) -> Frame:
         seq = unpack_latest(word)[0]
-        missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
-        self._last_seq = seq
-        self._att.record_read(missed, holding=release is not None)
+        if seq != self._last_seq:  # (the same frame again after release() is no new read)
+            missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
+            self._last_seq = seq
+            self._att.record_read(missed, holding=release is not None)
+        else:
+            missed = 0
         stale = self._gone or self._att.stalled()
         return Frame(array, seq, header[1], header[2], meta, missed, stale, release)
 
@@ -201,33 +221,39 @@ class Subscriber:
         if now < self._next_check and not self._att.closed_by_writer():
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and not self._att.writer_alive():
+        if not self._gone and (self._att.segment.resized() or not self._att.writer_alive()):
+            # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
             self._gone, self._gone_reported = True, False
         if self._gone:
             self._try_reattach()
 
     def _try_reattach(self) -> None:
+        inode = inode_at(self.name)
+        if inode is None or inode == self._att.segment.inode:
+            return  # no new writer yet
         try:
-            new = Attachment.open(self.name, self.copy, unless_inode=self._att.segment.inode)
-        except FramebusError:
-            return  # nothing usable under that name yet
-        if new is None:
+            new = Attachment.open(self.name, self.copy)
+        except NotReady:
+            return
+        except FramebusError as exc:
+            if inode != self._unusable_inode:  # say it once per segment, then keep looking
+                self._unusable_inode = inode
+                logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
         old, self._att = self._att, new
         self._current, self._current_word, self._last_seq = None, 0, 0
         self._gone = False
         old.detach()
 
-    def _sleep_while_gone(self, deadline: float | None) -> None:
+    def _check_gone(self, deadline: float | None) -> None:
+        """Report the writer's departure once; after that, only a timeout ends the wait."""
         if not self._gone_reported:
             self._gone_reported = True
             raise WriterGone(
                 f"stream {self.name!r}: the writer is gone; this subscriber resumes when it returns"
             )
-        remaining = _remaining(deadline)
-        if remaining <= 0:
+        if _remaining(deadline) <= 0:
             raise TimeoutError(f"stream {self.name!r}: no writer for the stream within the timeout")
-        time.sleep(min(remaining, REATTACH_POLL))
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -243,11 +269,14 @@ def _remaining(deadline: float | None) -> float:
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:
     """Attach now; if the writer is still creating the segment, wait up to ATTACH_GRACE for it."""
-    give_up = time.monotonic() + ATTACH_GRACE
+    start = time.monotonic()
     while True:
-        att = Attachment.open(name, copy)
-        if att is not None:
-            return att
-        if time.monotonic() > give_up:
-            raise StreamNotFound(f"stream {name!r} is still being created by its writer")
-        time.sleep(0.01)
+        try:
+            return Attachment.open(name, copy)
+        except NotReady as not_ready:
+            # A live writer may take a while to allocate a big ring; without one, only the
+            # microseconds between its create and its lock can explain an unpublished header.
+            waited = time.monotonic() - start
+            if waited > (ATTACH_GRACE if not_ready.writer_alive else UNLOCKED_GRACE):
+                return Attachment.open(name, copy, strict=True)
+            time.sleep(0.005)
