@@ -72,7 +72,7 @@ cw_dealloc(ControlWords *self)
 
 /* Returns the address of the aligned word at `offset`, or NULL with an exception set. */
 static void *
-word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
+word_at_offset(ControlWords *self, Py_ssize_t offset, Py_ssize_t width, int write)
 {
     if (!self->has_view) {
         PyErr_SetString(PyExc_ValueError, "control words are released");
@@ -82,9 +82,6 @@ word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
         PyErr_SetString(PyExc_TypeError, "control words are in a read-only mapping");
         return NULL;
     }
-    Py_ssize_t offset = PyLong_AsSsize_t(arg);
-    if (offset == -1 && PyErr_Occurred())
-        return NULL;
     if (offset < 0 || offset > self->view.len - width || offset % width != 0) {
         PyErr_Format(PyExc_IndexError,
                      "control word offset %zd is outside or misaligned in a %zd-byte mapping",
@@ -92,6 +89,15 @@ word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
         return NULL;
     }
     return (char *)self->view.buf + offset;
+}
+
+static void *
+word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
+{
+    Py_ssize_t offset = PyLong_AsSsize_t(arg);
+    if (offset == -1 && PyErr_Occurred())
+        return NULL;
+    return word_at_offset(self, offset, width, write);
 }
 
 static int
@@ -189,27 +195,30 @@ futex_at(ControlWords *self, PyObject *arg)
     return (uint32_t *)word_at(self, arg, 8, 0);
 }
 
-/* futex_wait(offset, expected, timeout_s) -> bool: True if woken or the word
- * already differed, False on timeout. Sleeps in the kernel without the GIL.
- * No FUTEX_PRIVATE_FLAG: the word is shared between processes. */
-static PyObject *
-cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+/* A timeout in seconds as a relative timespec; negative or NaN is 0, huge is a day (callers
+ * loop anyway). -1 with an exception set if `arg` is not a number. */
+static int
+as_timespec(PyObject *arg, struct timespec *ts)
 {
-    uint64_t expected;
-    if (check_nargs(nargs, 3, "futex_wait") < 0) return NULL;
-    uint32_t *w = futex_at(self, args[0]);
-    if (!w || as_u64(args[1], &expected) < 0) return NULL;
-    double timeout = PyFloat_AsDouble(args[2]);
-    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
-    if (!(timeout >= 0)) timeout = 0;          /* negative or NaN */
-    if (timeout > 86400.0) timeout = 86400.0;  /* keeps tv_sec in range; callers loop anyway */
-    struct timespec ts;
-    ts.tv_sec = (time_t)timeout;
-    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred()) return -1;
+    if (!(timeout >= 0)) timeout = 0;
+    if (timeout > 86400.0) timeout = 86400.0;
+    ts->tv_sec = (time_t)timeout;
+    ts->tv_nsec = (long)((timeout - (double)ts->tv_sec) * 1e9);
+    return 0;
+}
+
+/* FUTEX_WAIT without the GIL; True if woken (or the word already differed, or a signal came
+ * and its handler did not raise), False on timeout. No FUTEX_PRIVATE_FLAG: the word is shared
+ * between processes. */
+static PyObject *
+futex_wait_result(uint32_t *word, uint32_t expected, const struct timespec *ts)
+{
     long rc;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    rc = syscall(SYS_futex, w, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
+    rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, ts, NULL, 0);
     err = errno;
     Py_END_ALLOW_THREADS
     if (rc == 0 || err == EAGAIN)
@@ -224,6 +233,19 @@ cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     return PyErr_SetFromErrno(PyExc_OSError);
 }
 
+/* futex_wait(offset, expected, timeout_s) -> bool: sleep while the word's low 32 bits equal
+ * expected. (Used by the benchmarks' bare wake-up floor; the ring uses sleep().) */
+static PyObject *
+cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected;
+    struct timespec ts;
+    if (check_nargs(nargs, 3, "futex_wait") < 0) return NULL;
+    uint32_t *w = futex_at(self, args[0]);
+    if (!w || as_u64(args[1], &expected) < 0 || as_timespec(args[2], &ts) < 0) return NULL;
+    return futex_wait_result(w, (uint32_t)expected, &ts);
+}
+
 static PyObject *
 cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -233,6 +255,96 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     long rc = syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     if (rc < 0) return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLong(rc);
+}
+
+/*
+ * Compound operations: the ring protocol's hot steps (_ring.py) as single calls, so the path
+ * from "frame written" to "reader holds it" crosses the interpreter a few times rather than a
+ * dozen (each crossing costs microseconds on the cold caches a reader wakes up to). Each is
+ * exactly the sequence of the single-word operations above, with the same orderings.
+ */
+
+/* publish(state, seq, latest, latest_word, wake, waiters) -> bool: the writer's commit.
+ * fence; state = seq (release); LATEST = latest_word (release); WAKE += 1 (seq-cst);
+ * FUTEX_WAKE all if WAITERS > 0 (seq-cst load). True if it made the wake-up syscall. */
+static PyObject *
+cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t seq, word;
+    if (check_nargs(nargs, 6, "publish") < 0) return NULL;
+    uint64_t *state = word_at(self, args[0], 8, 1);
+    if (!state || as_u64(args[1], &seq) < 0) return NULL;
+    uint64_t *latest = word_at(self, args[2], 8, 1);
+    if (!latest || as_u64(args[3], &word) < 0) return NULL;
+    uint64_t *wake = word_at(self, args[4], 8, 1);
+    uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
+    if (!waiters) return NULL;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
+    __atomic_store_n(state, seq, __ATOMIC_RELEASE);
+    __atomic_store_n(latest, word, __ATOMIC_RELEASE);
+    __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(waiters, __ATOMIC_SEQ_CST))
+        Py_RETURN_FALSE;
+    if (syscall(SYS_futex, (uint32_t *)wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_TRUE;
+}
+
+/* pin(hold, latest, states, slot_count) -> int: a zero-copy reader's hand-shake.
+ * word = LATEST (acquire); hold = word (seq-cst); accept if its slot's state (seq-cst load)
+ * equals its seq, else retry from LATEST. Returns the pinned word; 0 if nothing is published;
+ * -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two failed
+ * attempts (the writer never claims the LATEST slot, so the segment is corrupt). */
+static PyObject *
+cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t previous = 0;
+    int retried = 0;
+    if (check_nargs(nargs, 4, "pin") < 0) return NULL;
+    uint64_t *hold = word_at(self, args[0], 8, 1);
+    uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
+    if (!latest) return NULL;
+    Py_ssize_t states = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t slots = PyLong_AsSsize_t(args[3]);
+    if ((states == -1 || slots == -1) && PyErr_Occurred()) return NULL;
+    for (;;) {
+        uint64_t word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
+        if (word == 0)
+            return PyLong_FromLong(0);
+        uint64_t slot = word & 0xFF, seq = word >> 8;
+        if ((Py_ssize_t)slot >= slots)
+            return PyLong_FromLong(-1);
+        uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
+        if (!state) return NULL;
+        __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
+            return PyLong_FromUnsignedLongLong(word);
+        if (retried && word == previous)
+            return PyLong_FromLong(-2);
+        previous = word;
+        retried = 1;
+    }
+}
+
+/* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),
+ * fence (aarch64: the kernel's plain load of WAKE must not pass the increment), FUTEX_WAIT on
+ * WAKE while its low 32 bits equal expected, WAITERS -= 1. False on timeout. The writer bumps
+ * WAKE before it reads WAITERS, so either it sees our increment and wakes us, or the kernel
+ * sees its new WAKE and does not sleep: no lost wake-up. */
+static PyObject *
+cw_sleep(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected;
+    struct timespec ts;
+    if (check_nargs(nargs, 4, "sleep") < 0) return NULL;
+    uint32_t *wake = futex_at(self, args[0]);
+    uint64_t *waiters = wake ? word_at(self, args[1], 8, 1) : NULL;
+    if (!waiters || as_u64(args[2], &expected) < 0 || as_timespec(args[3], &ts) < 0) return NULL;
+    __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    PyObject *result = futex_wait_result(wake, (uint32_t)expected, &ts);
+    __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
+    return result;
 }
 
 static PyObject *
@@ -257,6 +369,12 @@ static PyMethodDef cw_methods[] = {
      "Sleep while the word's low 32 bits equal expected; False on timeout."},
     {"futex_wake", (PyCFunction)(void (*)(void))cw_futex_wake, METH_FASTCALL,
      "Wake every waiter on the word; returns how many woke."},
+    {"publish", (PyCFunction)(void (*)(void))cw_publish, METH_FASTCALL,
+     "Commit a frame: fence, state and LATEST (release), bump WAKE, wake sleepers if any."},
+    {"pin", (PyCFunction)(void (*)(void))cw_pin, METH_FASTCALL,
+     "Pin the newest frame into a hold word; the word, 0 if none, -1/-2 if corrupt."},
+    {"sleep", (PyCFunction)(void (*)(void))cw_sleep, METH_FASTCALL,
+     "Count in WAITERS and futex-wait on WAKE while it equals expected; False on timeout."},
     {"release", (PyCFunction)cw_release, METH_NOARGS, "Drop the buffer so the mapping can close."},
     {NULL, NULL, 0, NULL},
 };

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import threading
 import time
 import weakref
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
+# Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
+# interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
+_STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
 class Publisher:
@@ -67,9 +71,8 @@ class Publisher:
             segment.unlink()
             segment.close()
             raise
-        self._stats: np.ndarray[Any, np.dtype[np.uint64]] = np.ndarray(
-            STATS_FIELDS, np.uint64, buffer=segment.map, offset=STATS
-        )
+        self._last_publish_ns = 0
+        self._interval_ewma = 0  # ns
         self._seq = 0
         self._closed = False
         self._writing = threading.Lock()  # held while a frame is written: close() waits for it
@@ -167,24 +170,19 @@ class Publisher:
             except BaseException:
                 self._ring.abandon(slot)
                 raise
-            now = time.monotonic_ns()
+            now, wall = time.monotonic_ns(), time.time_ns()
             seq = self._seq + 1
-            self._ring.commit(
-                slot, seq, now if timestamp_ns is None else timestamp_ns, time.time_ns(), meta_bytes
-            )
+            self._ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, wall, meta_bytes)
             self._seq = seq
-            self._update_stats(now)
+            self._update_stats(now, wall)  # after the wake-up: readers need not wait for it
 
-    def _update_stats(self, now: int) -> None:
-        stats = self._stats
-        previous = int(stats[1])
-        if previous:
-            interval = max(0, now - previous)
-            ewma = int(stats[3])
-            stats[3] = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
-        stats[0] = self._seq
-        stats[1] = now
-        stats[2] = time.time_ns()
+    def _update_stats(self, now: int, wall: int) -> None:
+        if self._last_publish_ns:
+            interval = max(0, now - self._last_publish_ns)
+            ewma = self._interval_ewma
+            self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
+        self._last_publish_ns = now
+        _STATS.pack_into(self._ring.segment.map, STATS, self._seq, now, wall, self._interval_ewma)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -28,7 +28,9 @@ the reader table), each pins at most one slot, and LATEST is one more, so at lea
 of the slot_count - 1 non-LATEST slots is always free.
 
 Portability: every control-word access is an _atomic call (C11 atomics), so the argument
-holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores.
+holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
+steps (writer steps 3-4, the reader's pin, the sleep) are single compound calls of _atomic
+doing exactly the sequences above, so a frame crosses the interpreter fewer times.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ._layout import (
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
+    SLOT_STATES,
     SLOT_WRITING,
     WAITERS,
     WAKE,
@@ -57,7 +60,6 @@ from ._segment import Segment
 SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
 U32 = 0xFFFFFFFF
-MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
 
 
@@ -79,6 +81,7 @@ class Ring:
         self.words = ControlWords(segment.map)
         self._holds = [layout.reader_offset(i) + HOLD for i in range(layout.holder_count)]
         self._states = [layout.state_offset(s) for s in range(layout.slot_count)]
+        self._slots = [layout.slot_offset(s) for s in range(layout.slot_count)]
         # One array over all slots; frames[slot] is a view of that slot's frame bytes.
         self.frames: np.ndarray[Any, Any] = np.ndarray(
             (layout.slot_count, *layout.shape),
@@ -130,15 +133,13 @@ class Ring:
 
     def commit(self, slot: int, seq: int, timestamp_ns: int, wall_ns: int, meta: bytes) -> None:
         """Publish the claimed slot as frame `seq` and wake sleeping readers."""
-        start = self.layout.slot_offset(slot)
+        start = self._slots[slot]
         mapping = self.segment.map
         SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta))
-        mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
-        words = self.words
-        words.fence()  # every frame byte (non-temporal memcpy stores too) before the state
-        words.store(self._states[slot], seq)
-        words.store(LATEST, pack_latest(seq, slot))
-        self.wake()
+        if meta:
+            mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
+        # Steps 3-4 in one call: fence, state = seq, LATEST, WAKE += 1, wake sleepers if any.
+        self.words.publish(self._states[slot], seq, LATEST, pack_latest(seq, slot), WAKE, WAITERS)
 
     def abandon(self, slot: int) -> None:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
@@ -179,17 +180,15 @@ class Ring:
 
     def pin_latest(self, hold: int) -> int:
         """Pin the newest frame into hold word `hold`; its LATEST word, or 0 if none yet."""
-        words, previous = self.words, -1
-        while True:
-            word = words.load(LATEST)
-            if word == 0:
-                return 0
-            seq, slot = self._checked(word)
-            words.store_sc(hold, word)
-            if words.load_sc(self._states[slot]) == seq:
-                return word
-            self._check_progress(word, previous)
-            previous = word
+        pinned = self.words.pin(hold, LATEST, SLOT_STATES, self.layout.slot_count)
+        if pinned == -1:
+            self._checked(self.words.load(LATEST))  # raises, naming the slot
+            raise SegmentCorrupt(f"stream {self.layout.name!r}: the latest frame points beyond the slots")
+        if pinned == -2:
+            raise SegmentCorrupt(
+                f"stream {self.layout.name!r}: the latest slot's state disagrees with its sequence"
+            )
+        return pinned
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
@@ -212,15 +211,17 @@ class Ring:
 
     def read_pinned(self, word: int) -> tuple[tuple[int, int, int, int], bytes]:
         """Slot header and meta of the frame this reader pinned as `word` (stable while held)."""
-        seq, slot = unpack_latest(word)
+        seq, slot = unpack_latest(word)  # slot in range: pin_latest checked it
         header, meta = self._slot_header(slot)
         if header[0] != seq:
             raise SegmentCorrupt(f"stream {self.layout.name!r}: slot {slot} holds seq {header[0]}, not {seq}")
         return self._checked_header(slot, header), meta
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
-        start = self.layout.slot_offset(slot)
+        start = self._slots[slot]
         header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
+        if not header[3]:
+            return header, b""
         meta_len = min(header[3], self.layout.meta_capacity)  # bounded even when torn; checked later
         return header, self.segment.map[start + SLOT_META : start + SLOT_META + meta_len]
 
@@ -252,13 +253,7 @@ class Ring:
         """Sleep until WAKE differs from `seen` (or `timeout` seconds); no lost wake-ups:
         WAITERS is raised before the kernel compares WAKE, and the writer bumps WAKE before
         reading WAITERS (seq-cst on both sides)."""
-        words = self.words
-        words.fetch_add(WAITERS, 1)
-        words.fence()  # aarch64: the kernel's plain load of WAKE must not pass the increment
-        try:
-            words.futex_wait(WAKE, seen & U32, timeout)
-        finally:
-            words.fetch_add(WAITERS, MINUS_ONE)
+        self.words.sleep(WAKE, WAITERS, seen & U32, timeout)
 
 
 def _c_strides(layout: Layout) -> tuple[int, ...]:
