@@ -116,12 +116,8 @@ class Subscriber:
         while not self._closed:
             try:
                 yield self.wait()
-            except WriterGone:
-                continue
-            except FramebusError:
-                if self._closed:
-                    return
-                raise
+            except FramebusError as exc:
+                self._raise_unless_iteration_goes_on(exc)
 
     async def wait_async(self, timeout: float | None = None) -> Frame:
         """`wait()` for asyncio/uvloop: sleeps in a helper thread, never blocking the event loop."""
@@ -139,12 +135,13 @@ class Subscriber:
         while not self._closed:
             try:
                 yield await self.wait_async()
-            except WriterGone:
-                continue
-            except FramebusError:
-                if self._closed:
-                    return
-                raise
+            except FramebusError as exc:
+                self._raise_unless_iteration_goes_on(exc)
+
+    def _raise_unless_iteration_goes_on(self, exc: FramebusError) -> None:
+        """Iteration outlives writer restarts and ends quietly on close(); other errors escape."""
+        if not isinstance(exc, WriterGone) and not self._closed:
+            raise exc
 
     def close(self) -> None:
         """Detach: release the held frame and this subscriber's entry. Safe from any thread."""
