@@ -290,40 +290,49 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* pin(hold, latest, states, slot_count) -> int: a zero-copy reader's hand-shake.
- * word = LATEST (acquire); hold = word (seq-cst); accept if its slot's state (seq-cst load)
- * equals its seq, else retry from LATEST. Returns the pinned word; 0 if nothing is published;
- * -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two failed
- * attempts (the writer never claims the LATEST slot, so the segment is corrupt). */
+/* pin(hold, latest, states, slot_count, slots, stride) -> (word, timestamp_ns, wall_ns, meta_len)
+ * A zero-copy reader's hand-shake, then its frame's slot header. word = LATEST (acquire);
+ * hold = word (seq-cst); accept if its slot's state (seq-cst load) equals its seq, else retry
+ * from LATEST. Once pinned, the slot header at slots + slot * stride (seq, timestamp, wall
+ * clock, meta length: stable while held) is read. word is the pinned LATEST value; 0 if nothing
+ * is published; -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two
+ * failed attempts (the writer never claims the LATEST slot); -3 if the slot header's seq is not
+ * the pinned one. The last three mean a corrupt segment. */
 static PyObject *
 cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    uint64_t previous = 0;
+    uint64_t previous = 0, word;
     int retried = 0;
-    if (check_nargs(nargs, 4, "pin") < 0) return NULL;
+    if (check_nargs(nargs, 6, "pin") < 0) return NULL;
     uint64_t *hold = word_at(self, args[0], 8, 1);
     uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
     if (!latest) return NULL;
-    Py_ssize_t states = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t slots = PyLong_AsSsize_t(args[3]);
-    if ((states == -1 || slots == -1) && PyErr_Occurred()) return NULL;
+    Py_ssize_t states = PyLong_AsSsize_t(args[2]), slots = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t base = PyLong_AsSsize_t(args[4]), stride = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred()) return NULL;
     for (;;) {
-        uint64_t word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
+        word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
         if (word == 0)
-            return PyLong_FromLong(0);
+            return Py_BuildValue("(iiii)", 0, 0, 0, 0);
         uint64_t slot = word & 0xFF, seq = word >> 8;
         if ((Py_ssize_t)slot >= slots)
-            return PyLong_FromLong(-1);
+            return Py_BuildValue("(iiii)", -1, 0, 0, 0);
         uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
         if (!state) return NULL;
         __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
-            return PyLong_FromUnsignedLongLong(word);
+            break;
         if (retried && word == previous)
-            return PyLong_FromLong(-2);
+            return Py_BuildValue("(iiii)", -2, 0, 0, 0);
         previous = word;
         retried = 1;
     }
+    uint64_t *header = word_at_offset(self, base + (Py_ssize_t)(word & 0xFF) * stride, 32, 0);
+    if (!header) return NULL;  /* (32-byte alignment holds: slots start on page boundaries) */
+    if (header[0] != word >> 8)
+        return Py_BuildValue("(iiii)", -3, 0, 0, 0);
+    return Py_BuildValue("(KKKK)", (unsigned long long)word, (unsigned long long)header[1],
+                         (unsigned long long)header[2], (unsigned long long)header[3]);
 }
 
 /* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),

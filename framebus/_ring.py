@@ -178,17 +178,22 @@ class Ring:
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int) -> int:
-        """Pin the newest frame into hold word `hold`; its LATEST word, or 0 if none yet."""
-        pinned = self.words.pin(hold, LATEST, SLOT_STATES, self.layout.slot_count)
-        if pinned == -1:
-            self._checked(self.words.load(LATEST))  # raises, naming the slot
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: the latest frame points beyond the slots")
-        if pinned == -2:
-            raise SegmentCorrupt(
-                f"stream {self.layout.name!r}: the latest slot's state disagrees with its sequence"
-            )
-        return pinned
+    def pin_latest(self, hold: int) -> tuple[int, int, int, bytes]:
+        """Pin the newest frame into hold word `hold`: (its LATEST word, timestamp ns, wall ns,
+        meta); word 0 if nothing is published yet."""
+        layout = self.layout
+        word, timestamp_ns, wall_ns, meta_len = self.words.pin(
+            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride
+        )
+        if word < 0:
+            self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
+            raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
+        if not meta_len:
+            return word, timestamp_ns, wall_ns, b""
+        slot = word & SLOT_MASK
+        self._checked_header(slot, (0, 0, 0, meta_len))
+        start = self._slots[slot] + SLOT_META
+        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len]
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
@@ -208,14 +213,6 @@ class Ring:
                 return word, self._checked_header(slot, header), meta
             self._check_progress(word, previous)
             previous = word
-
-    def read_pinned(self, word: int) -> tuple[tuple[int, int, int, int], bytes]:
-        """Slot header and meta of the frame this reader pinned as `word` (stable while held)."""
-        seq, slot = unpack_latest(word)  # slot in range: pin_latest checked it
-        header, meta = self._slot_header(slot)
-        if header[0] != seq:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: slot {slot} holds seq {header[0]}, not {seq}")
-        return self._checked_header(slot, header), meta
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
         start = self._slots[slot]

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from ._attachment import Attachment, NotReady
 from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import unpack_latest
+from ._ring import SLOT_BITS, SLOT_MASK
 from ._segment import inode_at
 
 logger = logging.getLogger(__name__)
@@ -98,11 +97,9 @@ class Subscriber:
                     ring, seen = None, 0
                 else:
                     ring = self._att.ring
-                    seen = ring.wake_word()
-                    if unpack_latest(ring.latest_word())[0] > self._last_seq:
-                        frame = self._read_latest()
-                        assert frame is not None
-                        return frame
+                    seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
+                    if ring.latest_word() >> SLOT_BITS > self._last_seq:
+                        return self._take()
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
@@ -168,41 +165,33 @@ class Subscriber:
     # -- internals --------------------------------------------------------------------------------
 
     def _read_latest(self) -> Frame | None:
-        att = self._att
-        word = att.ring.latest_word()
+        word = self._att.ring.latest_word()
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
-            self._current.stale = self._gone or att.stalled()  # the same frame, as of now
+            self._current.stale = self._gone or self._att.stalled()  # the same frame, as of now
             return self._current
-        if self.copy:
-            out = np.empty(att.layout.shape, att.layout.dtype)
-            word, header, meta = att.ring.copy_latest(out)
-            frame = self._frame(out, word, header, meta, None)
-        else:
-            word = att.ring.pin_latest(att.hold)
-            header, meta = att.ring.read_pinned(word)
-            frame = self._frame(att.ring.frames[unpack_latest(word)[1]], word, header, meta, self._release)
-        self._current, self._current_word = frame, word
-        return frame
+        return self._take()
 
-    def _frame(
-        self,
-        array: np.ndarray[Any, Any],
-        word: int,
-        header: tuple[int, int, int, int],
-        meta: bytes,
-        release: Any,
-    ) -> Frame:
-        seq = unpack_latest(word)[0]
+    def _take(self) -> Frame:
+        """Pin (or copy) the newest frame; the caller has seen that one is published."""
+        att = self._att
+        if self.copy:
+            array = np.empty(att.layout.shape, att.layout.dtype)
+            word, header, meta = att.ring.copy_latest(array)
+            timestamp_ns, wall_ns, release = header[1], header[2], None
+        else:
+            word, timestamp_ns, wall_ns, meta = att.ring.pin_latest(att.hold)
+            array, release = att.ring.frames[word & SLOT_MASK], self._release
+        seq = word >> SLOT_BITS
+        missed = 0
         if seq != self._last_seq:  # (the same frame again after release() is no new read)
             missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
             self._last_seq = seq
-            self._att.record_read(missed, holding=release is not None)
-        else:
-            missed = 0
-        stale = self._gone or self._att.stalled()
-        return Frame(array, seq, header[1], header[2], meta, missed, stale, release)
+            att.record_read(missed, holding=release is not None)
+        frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
+        self._current, self._current_word = frame, word
+        return frame
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
