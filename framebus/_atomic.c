@@ -290,49 +290,67 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* pin(hold, latest, states, slot_count, slots, stride) -> (word, timestamp_ns, wall_ns, meta_len)
- * A zero-copy reader's hand-shake, then its frame's slot header. word = LATEST (acquire);
+/* pin(hold, latest, states, slot_count, slots, stride, stats, last_seq)
+ *     -> (word, timestamp_ns, wall_ns, meta_len, missed)
+ * A zero-copy reader's hand-shake, then its frame's slot header, then its own statistics. word = LATEST (acquire);
  * hold = word (seq-cst); accept if its slot's state (seq-cst load) equals its seq, else retry
  * from LATEST. Once pinned, the slot header at slots + slot * stride (seq, timestamp, wall
  * clock, meta length: stable while held) is read. word is the pinned LATEST value; 0 if nothing
  * is published; -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two
  * failed attempts (the writer never claims the LATEST slot); -3 if the slot header's seq is not
- * the pinned one. The last three mean a corrupt segment. */
+ * the pinned one. The last three mean a corrupt segment. If the frame is not `last_seq` (the
+ * reader's previous frame), the reader's statistics at `stats` (frames read, frames missed,
+ * last read ns, hold since ns: plain numbers only its owner writes) are updated, and `missed`
+ * counts the frames published between the two. */
 static PyObject *
 cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    uint64_t previous = 0, word;
+    uint64_t previous = 0, word, last_seq;
     int retried = 0;
-    if (check_nargs(nargs, 6, "pin") < 0) return NULL;
+    if (check_nargs(nargs, 8, "pin") < 0) return NULL;
     uint64_t *hold = word_at(self, args[0], 8, 1);
     uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
     if (!latest) return NULL;
     Py_ssize_t states = PyLong_AsSsize_t(args[2]), slots = PyLong_AsSsize_t(args[3]);
     Py_ssize_t base = PyLong_AsSsize_t(args[4]), stride = PyLong_AsSsize_t(args[5]);
-    if (PyErr_Occurred()) return NULL;
+    uint64_t *stats = word_at(self, args[6], 8, 1);  /* four words: check the last one too */
+    if (!stats || !word_at_offset(self, PyLong_AsSsize_t(args[6]) + 24, 8, 1)) return NULL;
+    if (as_u64(args[7], &last_seq) < 0 || PyErr_Occurred()) return NULL;
     for (;;) {
         word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
         if (word == 0)
-            return Py_BuildValue("(iiii)", 0, 0, 0, 0);
+            return Py_BuildValue("(iiiii)", 0, 0, 0, 0, 0);
         uint64_t slot = word & 0xFF, seq = word >> 8;
         if ((Py_ssize_t)slot >= slots)
-            return Py_BuildValue("(iiii)", -1, 0, 0, 0);
+            return Py_BuildValue("(iiiii)", -1, 0, 0, 0, 0);
         uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
         if (!state) return NULL;
         __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
             break;
         if (retried && word == previous)
-            return Py_BuildValue("(iiii)", -2, 0, 0, 0);
+            return Py_BuildValue("(iiiii)", -2, 0, 0, 0, 0);
         previous = word;
         retried = 1;
     }
     uint64_t *header = word_at_offset(self, base + (Py_ssize_t)(word & 0xFF) * stride, 32, 0);
     if (!header) return NULL;  /* (32-byte alignment holds: slots start on page boundaries) */
-    if (header[0] != word >> 8)
-        return Py_BuildValue("(iiii)", -3, 0, 0, 0);
-    return Py_BuildValue("(KKKK)", (unsigned long long)word, (unsigned long long)header[1],
-                         (unsigned long long)header[2], (unsigned long long)header[3]);
+    uint64_t seq = word >> 8, missed = 0;
+    if (header[0] != seq)
+        return Py_BuildValue("(iiiii)", -3, 0, 0, 0, 0);
+    if (seq != last_seq) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        missed = last_seq && seq > last_seq ? seq - last_seq - 1 : 0;
+        __atomic_store_n(&stats[0], stats[0] + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&stats[1], stats[1] + missed, __ATOMIC_RELAXED);
+        __atomic_store_n(&stats[2], now_ns, __ATOMIC_RELAXED);
+        __atomic_store_n(&stats[3], now_ns, __ATOMIC_RELAXED);
+    }
+    return Py_BuildValue("(KKKKK)", (unsigned long long)word, (unsigned long long)header[1],
+                         (unsigned long long)header[2], (unsigned long long)header[3],
+                         (unsigned long long)missed);
 }
 
 /* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),

@@ -17,7 +17,16 @@ class ControlWords:
         self, state: int, seq: int, latest: int, latest_word: int, wake: int, waiters: int, /
     ) -> bool: ...
     def pin(
-        self, hold: int, latest: int, states: int, slot_count: int, slots: int, stride: int, /
-    ) -> tuple[int, int, int, int]: ...
+        self,
+        hold: int,
+        latest: int,
+        states: int,
+        slot_count: int,
+        slots: int,
+        stride: int,
+        stats: int,
+        last_seq: int,
+        /,
+    ) -> tuple[int, int, int, int, int]: ...
     def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
     def release(self) -> None: ...

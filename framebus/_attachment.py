@@ -37,7 +37,6 @@ PID, FRAMES_READ, FRAMES_MISSED, LAST_READ_NS, HOLD_SINCE_NS, MODE, ATTACHED_WAL
 # Plain stores by the entry's owner: statistics, not control words.
 _ALL_STATS = struct.Struct(f"<{READER_STATS_FIELDS}Q")
 _READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames missed, last read (ns)
-_READ_HOLD_STATS = struct.Struct("<4Q")  # the same, then hold since (ns)
 
 
 class Attachment:
@@ -50,6 +49,7 @@ class Attachment:
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
         self._stats_at = layout.reader_offset(entry) + READER_STATS
+        self.read_stats = self._stats_at + 8 * FRAMES_READ  # frames read, missed, last read, hold since
         self._read = 0
         self._missed = 0
         self.ring.words.store_sc(self.hold, 0)  # a dead previous owner's hold, if any
@@ -90,16 +90,14 @@ class Attachment:
     def stalled(self) -> bool:
         return bool(self.ring.words.load(STALLED))
 
-    def record_read(self, missed: int, holding: bool) -> None:
-        """Account one returned frame in this entry's statistics (readable by `framebus ls`)."""
-        now = time.monotonic_ns()
+    def record_read(self, missed: int) -> None:
+        """Account one copied frame in this entry's statistics (readable by `framebus ls`);
+        zero-copy reads are counted by the pin itself."""
         self._read += 1
         self._missed += missed
-        at = self._stats_at + 8 * FRAMES_READ
-        if holding:
-            _READ_HOLD_STATS.pack_into(self.segment.map, at, self._read, self._missed, now, now)
-        else:
-            _READ_STATS.pack_into(self.segment.map, at, self._read, self._missed, now)
+        _READ_STATS.pack_into(
+            self.segment.map, self.read_stats, self._read, self._missed, time.monotonic_ns()
+        )
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""

@@ -178,22 +178,23 @@ class Ring:
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int) -> tuple[int, int, int, bytes]:
+    def pin_latest(self, hold: int, stats: int, last_seq: int) -> tuple[int, int, int, bytes, int]:
         """Pin the newest frame into hold word `hold`: (its LATEST word, timestamp ns, wall ns,
-        meta); word 0 if nothing is published yet."""
+        meta, frames missed since `last_seq`); word 0 if nothing is published yet. A new frame
+        is counted in the reader statistics at `stats` (frames read, missed, last read, hold since)."""
         layout = self.layout
-        word, timestamp_ns, wall_ns, meta_len = self.words.pin(
-            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride
+        word, timestamp_ns, wall_ns, meta_len, missed = self.words.pin(
+            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride, stats, last_seq
         )
         if word < 0:
             self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
             raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
         if not meta_len:
-            return word, timestamp_ns, wall_ns, b""
+            return word, timestamp_ns, wall_ns, b"", missed
         slot = word & SLOT_MASK
         self._checked_header(slot, (0, 0, 0, meta_len))
         start = self._slots[slot] + SLOT_META
-        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len]
+        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len], missed
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it

@@ -91,15 +91,18 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
-                self._refresh()
-                if self._gone:
+                if not (self._gone or self._closed):  # a frame already published comes first
+                    frame, seen = self._poll()
+                    if frame is not None:
+                        return frame
+                self._refresh()  # then: is the writer still there (or a new one)?
+                ring = None if self._gone else self._att.ring
+                if ring is None:
                     self._check_gone(deadline)
-                    ring, seen = None, 0
                 else:
-                    ring = self._att.ring
-                    seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
-                    if ring.latest_word() >> SLOT_BITS > self._last_seq:
-                        return self._take()
+                    frame, seen = self._poll()
+                    if frame is not None:
+                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
@@ -164,6 +167,15 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def _poll(self) -> tuple[Frame | None, int]:
+        """A frame newer than the last one returned, if any, and the WAKE value to sleep on.
+        WAKE is loaded before LATEST: a publish after that load ends the sleep at once."""
+        ring = self._att.ring
+        seen = ring.wake_word()
+        if ring.latest_word() >> SLOT_BITS > self._last_seq:
+            return self._take(), seen
+        return None, seen
+
     def _read_latest(self) -> Frame | None:
         word = self._att.ring.latest_word()
         if word == 0:
@@ -175,20 +187,20 @@ class Subscriber:
 
     def _take(self) -> Frame:
         """Pin (or copy) the newest frame; the caller has seen that one is published."""
-        att = self._att
+        att, last = self._att, self._last_seq
         if self.copy:
             array = np.empty(att.layout.shape, att.layout.dtype)
             word, header, meta = att.ring.copy_latest(array)
             timestamp_ns, wall_ns, release = header[1], header[2], None
+            seq = word >> SLOT_BITS
+            missed = seq - last - 1 if last and seq > last else 0
+            if seq != last:  # (the same frame again is no new read)
+                att.record_read(missed)
         else:
-            word, timestamp_ns, wall_ns, meta = att.ring.pin_latest(att.hold)
+            word, timestamp_ns, wall_ns, meta, missed = att.ring.pin_latest(att.hold, att.read_stats, last)
             array, release = att.ring.frames[word & SLOT_MASK], self._release
-        seq = word >> SLOT_BITS
-        missed = 0
-        if seq != self._last_seq:  # (the same frame again after release() is no new read)
-            missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
-            self._last_seq = seq
-            att.record_read(missed, holding=release is not None)
+            seq = word >> SLOT_BITS
+        self._last_seq = seq
         frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
         self._current, self._current_word = frame, word
         return frame
