@@ -1,0 +1,145 @@
+"""iceoryx2's Python binding: loaned slices, subscriber buffer 1, safe overflow, an event service to wake.
+
+The writer loans a slice of the whole frame size, fills all of it, sets the seq in a user header,
+sends, then notifies the event service; readers sleep in Listener.timed_wait(), then take the
+newest sample (dropping any older one) and hold it until their next receive (view mode) or copy it
+and release it at once (copy mode).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import uuid
+from typing import Any
+
+import iceoryx2 as iox2
+import numpy as np
+
+NAME = "iceoryx2"
+MODES = ("view", "copy")
+BORROWED = 2  # a view-mode reader holds one sample while it receives the next
+
+iox2.set_log_level(iox2.LogLevel.Error)  # its default Info level prints a line per process
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint64)]
+
+
+def endpoint(case: Any, ctx: Any) -> str:
+    return f"framebus-bench/{os.getpid()}/{uuid.uuid4().hex[:10]}"
+
+
+def cleanup(name: str) -> None:
+    """Services vanish when their last port closes; a killed process's are swept here."""
+    node = _node()
+    node.try_cleanup_dead_nodes()
+    del node
+
+
+def _node() -> Any:
+    builder = iox2.NodeBuilder.new().signal_handling_mode(iox2.SignalHandlingMode.Disabled)
+    return builder.create(iox2.ServiceType.Ipc)
+
+
+def _services(node: Any, name: str, case: Any, create: bool) -> tuple[Any, Any]:
+    pubsub = (
+        node.service_builder(iox2.ServiceName.new(name))
+        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+        .user_header(_Header)
+        .enable_safe_overflow(True)
+        .subscriber_max_buffer_size(1)
+        .subscriber_max_borrowed_samples(BORROWED)
+        .history_size(0)
+        .max_publishers(1)
+        .max_subscribers(max(case.subscribers, 1))
+    )
+    event = node.service_builder(iox2.ServiceName.new(name + "/wake")).event()
+    if create:
+        return pubsub.create(), event.create()
+    return pubsub.open(), event.open()
+
+
+class _Writer:
+    def __init__(self, name: str, case: Any) -> None:
+        self._node = _node()
+        self._pubsub, self._event = _services(self._node, name, case, create=True)
+        self._shape = case.shape
+        self._nbytes = int(np.prod(case.shape))
+        self._pub = self._pubsub.publisher_builder().initial_max_slice_len(self._nbytes).create()
+        self._notifier = self._event.notifier_builder().create()
+        self._sample: Any = None
+
+    def buffer(self) -> np.ndarray[Any, Any]:
+        self._sample = self._pub.loan_slice_uninit(self._nbytes)
+        view = self._sample.payload().as_memory_view()
+        return np.frombuffer(view, np.uint8).reshape(self._shape)
+
+    def send(self, seq: int) -> None:
+        self._sample.user_header().contents.seq = seq
+        self._sample.assume_init().send()
+        self._sample = None
+        self._notifier.notify()
+
+    def close(self) -> None:
+        for port in (self._notifier, self._pub):
+            port.delete()
+        del self._pubsub, self._event, self._node
+
+
+class _Reader:
+    def __init__(self, name: str, case: Any) -> None:
+        self._node = _node()
+        self._pubsub, self._event = _services(self._node, name, case, create=False)
+        self._sub = self._pubsub.subscriber_builder().buffer_size(1).create()
+        self._listener = self._event.listener_builder().create()
+        self._shape = case.shape
+        self._copy = case.mode == "copy"
+        self._held: Any = None
+        self.array: np.ndarray[Any, Any] | None = None
+
+    def receive(self, timeout: float) -> int | None:
+        sample = self._newest()
+        if sample is None:
+            self._listener.timed_wait(iox2.Duration.from_secs_f64(timeout))
+            sample = self._newest()
+            if sample is None:
+                return None
+        seq: int = sample.user_header().contents.seq
+        view = np.frombuffer(sample.payload().as_memory_view(), np.uint8).reshape(self._shape)
+        if self._copy:
+            self.array = view.copy()
+            sample.delete()
+        else:
+            self._release()
+            self._held, self.array = sample, view
+        return seq
+
+    def _newest(self) -> Any:
+        newest = None
+        while (sample := self._sub.receive()) is not None:
+            if newest is not None:
+                newest.delete()
+            newest = sample
+        return newest
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self.array = None
+            self._held.delete()
+            self._held = None
+
+    def close(self) -> None:
+        self._release()
+        for port in (self._listener, self._sub):
+            port.delete()
+        del self._pubsub, self._event, self._node
+
+
+def open_writer(name: str, case: Any) -> _Writer:
+    return _Writer(name, case)
+
+
+def open_reader(name: str, case: Any, index: int) -> _Reader:
+    return _Reader(name, case)
