@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
-from typing import Any
-
-import numpy as np
 
 from ._atomic import ControlWords
 from ._errors import TooManySubscribers
@@ -34,6 +32,9 @@ MODE_COPY = 2
 PID, FRAMES_READ, FRAMES_MISSED, LAST_READ_NS, HOLD_SINCE_NS, MODE, ATTACHED_WALL_NS = range(
     READER_STATS_FIELDS
 )
+_ALL_STATS = struct.Struct(f"<{READER_STATS_FIELDS}Q")
+_READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames missed, last read (ns)
+_READ_HOLD_STATS = struct.Struct("<4Q")  # the same, then hold since (ns)
 
 
 class Attachment:
@@ -45,19 +46,14 @@ class Attachment:
         self.ring = Ring(segment, layout, writable_frames=False)
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
-        self._stats: np.ndarray[Any, np.dtype[np.uint64]] = np.ndarray(
-            READER_STATS_FIELDS,
-            np.uint64,
-            buffer=segment.map,
-            offset=layout.reader_offset(entry) + READER_STATS,
-        )
+        self._stats_at = layout.reader_offset(entry) + READER_STATS
         self._read = 0
         self._missed = 0
         self.ring.words.store_sc(self.hold, 0)  # a dead previous owner's hold, if any
-        self._stats[:] = 0
-        self._stats[PID] = os.getpid()
-        self._stats[MODE] = MODE_COPY if copy else MODE_VIEW
-        self._stats[ATTACHED_WALL_NS] = time.time_ns()
+        stats = [0] * READER_STATS_FIELDS
+        stats[PID], stats[MODE] = os.getpid(), MODE_COPY if copy else MODE_VIEW
+        stats[ATTACHED_WALL_NS] = time.time_ns()
+        _ALL_STATS.pack_into(segment.map, self._stats_at, *stats)
 
     @classmethod
     def open(cls, name: str, copy: bool, unless_inode: int | None = None) -> Attachment | None:
@@ -92,17 +88,15 @@ class Attachment:
         now = time.monotonic_ns()
         self._read += 1
         self._missed += missed
-        stats = self._stats
-        stats[FRAMES_READ] = self._read
-        stats[FRAMES_MISSED] = self._missed
-        stats[LAST_READ_NS] = now
+        at = self._stats_at + 8 * FRAMES_READ
         if holding:
-            stats[HOLD_SINCE_NS] = now
+            _READ_HOLD_STATS.pack_into(self.segment.map, at, self._read, self._missed, now, now)
+        else:
+            _READ_STATS.pack_into(self.segment.map, at, self._read, self._missed, now)
 
     def detach(self) -> None:
         """Release the hold and the entry, and unmap (frames still held keep the mapping alive)."""
         self.ring.unpin(self.hold)
-        del self._stats
         self.ring.close()
         self.segment.close()  # closing the fd drops the entry lock
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import time
 import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
+# published count, last publish (monotonic ns, wall ns), EWMA frame interval (ns); see _layout.STATS
+_STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
 class Publisher:
@@ -66,9 +69,8 @@ class Publisher:
             segment.unlink()
             segment.close()
             raise
-        self._stats: np.ndarray[Any, np.dtype[np.uint64]] = np.ndarray(
-            STATS_FIELDS, np.uint64, buffer=segment.map, offset=STATS
-        )
+        self._last_publish_ns = 0
+        self._interval_ewma = 0  # ns
         self._seq = 0
         self._closed = False
         self._finalizer = weakref.finalize(self, _remove, self._ring)
@@ -113,23 +115,12 @@ class Publisher:
             raise
         return self._commit(slot, meta_bytes, timestamp_ns)
 
-    @contextmanager
     def loan(
         self, meta: Mapping[str, Any] | None = None, timestamp_ns: int | None = None
-    ) -> Iterator[np.ndarray[Any, Any]]:
+    ) -> AbstractContextManager[np.ndarray[Any, Any]]:
         """Lend a writable array inside the next slot: published when the block exits cleanly,
         discarded if it raises. The array turns read-only after the block."""
-        meta_bytes = self._encode_meta(meta)
-        slot = self._claim()
-        buf = self._ring.frames[slot]
-        try:
-            yield buf
-        except BaseException:
-            self._ring.abandon(slot)
-            raise
-        finally:
-            buf.flags.writeable = False
-        self._commit(slot, meta_bytes, timestamp_ns)
+        return _Loan(self, self._encode_meta(meta), timestamp_ns)
 
     def set_stalled(self, stalled: bool) -> None:
         """Mark the source stalled (or recovered): readers see the last frame as stale."""
@@ -158,24 +149,19 @@ class Publisher:
         return self._ring.claim()
 
     def _commit(self, slot: int, meta: bytes, timestamp_ns: int | None) -> int:
-        now = time.monotonic_ns()
+        now, wall = time.monotonic_ns(), time.time_ns()
         self._seq += 1
-        self._ring.commit(
-            slot, self._seq, now if timestamp_ns is None else timestamp_ns, time.time_ns(), meta
-        )
-        self._update_stats(now)
+        self._ring.commit(slot, self._seq, now if timestamp_ns is None else timestamp_ns, wall, meta)
+        self._update_stats(now, wall)  # after the wake-up: readers are not kept waiting for it
         return self._seq
 
-    def _update_stats(self, now: int) -> None:
-        stats = self._stats
-        previous = int(stats[1])
-        if previous:
-            interval = now - previous
-            ewma = int(stats[3])
-            stats[3] = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
-        stats[0] = self._seq
-        stats[1] = now
-        stats[2] = time.time_ns()
+    def _update_stats(self, now: int, wall: int) -> None:
+        if self._last_publish_ns:
+            interval = now - self._last_publish_ns
+            ewma = self._interval_ewma
+            self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
+        self._last_publish_ns = now
+        _STATS.pack_into(self._ring.segment.map, STATS, self._seq, now, wall, self._interval_ewma)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -205,6 +191,36 @@ class Publisher:
                 f"the limit is {self.layout.meta_capacity} (Publisher meta_capacity=)"
             )
         return encoded
+
+
+class _Loan:
+    """The context manager of Publisher.loan(): claims a slot on entry, commits or abandons on exit.
+
+    A plain class rather than a generator: its exit is on the path from "frame written" to
+    "readers woken", where every Python frame costs microseconds of cold caches.
+    """
+
+    __slots__ = ("_array", "_meta", "_pub", "_slot", "_timestamp_ns")
+
+    def __init__(self, pub: Publisher, meta: bytes, timestamp_ns: int | None) -> None:
+        self._pub, self._meta, self._timestamp_ns = pub, meta, timestamp_ns
+        self._slot = -1
+        self._array: np.ndarray[Any, Any] | None = None
+
+    def __enter__(self) -> np.ndarray[Any, Any]:
+        if self._slot >= 0:
+            raise FramebusError(f"stream {self._pub.name!r}: a loan can be entered only once")
+        self._slot = self._pub._claim()
+        self._array = self._pub._ring.frames[self._slot]
+        return self._array
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        assert self._array is not None
+        self._array.flags.writeable = False
+        if exc_type is None:
+            self._pub._commit(self._slot, self._meta, self._timestamp_ns)
+        else:
+            self._pub._ring.abandon(self._slot)
 
 
 def _remove(ring: Ring) -> None:

@@ -79,6 +79,7 @@ class Ring:
         self.words = ControlWords(segment.map)
         self._holds = [layout.reader_offset(i) + HOLD for i in range(layout.holder_count)]
         self._states = [layout.state_offset(s) for s in range(layout.slot_count)]
+        self._slots = [layout.slot_offset(s) for s in range(layout.slot_count)]
         # One array over all slots; frames[slot] is a view of that slot's frame bytes.
         self.frames: np.ndarray[Any, Any] = np.ndarray(
             (layout.slot_count, *layout.shape),
@@ -115,10 +116,11 @@ class Ring:
 
     def commit(self, slot: int, seq: int, timestamp_ns: int, wall_ns: int, meta: bytes) -> None:
         """Publish the claimed slot as frame `seq` and wake sleeping readers."""
-        start = self.layout.slot_offset(slot)
+        start = self._slots[slot]
         mapping = self.segment.map
         SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta))
-        mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
+        if meta:
+            mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
         words = self.words
         words.fence()  # every frame byte (non-temporal memcpy stores too) before the state
         words.store(self._states[slot], seq)
@@ -160,11 +162,15 @@ class Ring:
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int) -> int:
-        """Pin the newest frame into hold word `hold`; its LATEST word, or 0 if none yet."""
+    def pin_latest(self, hold: int, word: int = -1) -> int:
+        """Pin the newest frame into hold word `hold`; its LATEST word, or 0 if none yet.
+
+        `word`: a value of LATEST the caller has just loaded (acquire), tried first.
+        """
         words, previous = self.words, -1
-        while True:
+        if word < 0:
             word = words.load(LATEST)
+        while True:
             if word == 0:
                 return 0
             seq, slot = self._checked(word)
@@ -173,6 +179,7 @@ class Ring:
                 return word
             self._check_progress(word, previous)
             previous = word
+            word = words.load(LATEST)
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
@@ -202,8 +209,10 @@ class Ring:
         return self._checked_header(slot, header), meta
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
-        start = self.layout.slot_offset(slot)
+        start = self._slots[slot]
         header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
+        if not header[3]:
+            return header, b""
         meta_len = min(header[3], self.layout.meta_capacity)  # bounded even when torn; checked later
         return header, self.segment.map[start + SLOT_META : start + SLOT_META + meta_len]
 

@@ -15,7 +15,7 @@ from ._attachment import Attachment
 from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import unpack_latest
+from ._ring import SLOT_BITS, SLOT_MASK, unpack_latest
 
 LIVENESS_INTERVAL = 0.2  # s: how often a waiting or reading subscriber checks that the writer lives
 REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for a new one
@@ -79,16 +79,18 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                self._refresh()
+                self._refresh(quick=True)
                 if self._gone:
                     self._sleep_while_gone(deadline)
                     continue
                 ring = self._att.ring
-                seen = ring.wake_word()
-                if unpack_latest(ring.latest_word())[0] > self._last_seq:
-                    frame = self._read_latest()
-                    assert frame is not None
-                    return frame
+                seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
+                word = ring.latest_word()
+                if word >> SLOT_BITS > self._last_seq:
+                    return self._read(word)
+                self._refresh()  # nothing new: is the writer still there?
+                if self._gone or ring is not self._att.ring:
+                    continue
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
@@ -154,22 +156,25 @@ class Subscriber:
     # -- internals --------------------------------------------------------------------------------
 
     def _read_latest(self) -> Frame | None:
-        att = self._att
-        word = att.ring.latest_word()
+        word = self._att.ring.latest_word()
         if word == 0:
             return None
         if word == self._held_word and self._held is not None:
-            self._held.stale = self._gone or att.stalled()  # the same frame, as of now
+            self._held.stale = self._gone or self._att.stalled()  # the same frame, as of now
             return self._held
+        return self._read(word)
+
+    def _read(self, word: int) -> Frame:
+        """Take the newest frame, starting from `word`, a LATEST value just loaded."""
+        att = self._att
         if self.copy:
             out = np.empty(att.layout.shape, att.layout.dtype)
             word, header, meta = att.ring.copy_latest(out)
             return self._frame(out, word, header, meta, None)
-        word = att.ring.pin_latest(att.hold)
+        word = att.ring.pin_latest(att.hold, word)
         header, meta = att.ring.read_pinned(word)
-        _, slot = unpack_latest(word)
         self._held_word = word
-        self._held = self._frame(att.ring.frames[slot], word, header, meta, self._release)
+        self._held = self._frame(att.ring.frames[word & SLOT_MASK], word, header, meta, self._release)
         return self._held
 
     def _frame(
@@ -193,12 +198,16 @@ class Subscriber:
                 self._att.ring.unpin(self._att.hold)
                 self._held, self._held_word = None, 0
 
-    def _refresh(self) -> None:
-        """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one."""
+    def _refresh(self, quick: bool = False) -> None:
+        """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one.
+
+        `quick`: skip the closed-writer check between liveness checks; a frame already published
+        is read first and the closed writer is noticed before the next sleep.
+        """
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the subscriber is closed")
         now = time.monotonic()
-        if now < self._next_check and not self._att.closed_by_writer():
+        if now < self._next_check and (quick or not self._att.closed_by_writer()):
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
         if not self._gone and not self._att.writer_alive():
