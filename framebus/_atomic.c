@@ -72,7 +72,7 @@ cw_dealloc(ControlWords *self)
 
 /* Returns the address of the aligned word at `offset`, or NULL with an exception set. */
 static void *
-word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
+word_at_offset(ControlWords *self, Py_ssize_t offset, Py_ssize_t width, int write)
 {
     if (!self->has_view) {
         PyErr_SetString(PyExc_ValueError, "control words are released");
@@ -82,9 +82,6 @@ word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
         PyErr_SetString(PyExc_TypeError, "control words are in a read-only mapping");
         return NULL;
     }
-    Py_ssize_t offset = PyLong_AsSsize_t(arg);
-    if (offset == -1 && PyErr_Occurred())
-        return NULL;
     if (offset < 0 || offset > self->view.len - width || offset % width != 0) {
         PyErr_Format(PyExc_IndexError,
                      "control word offset %zd is outside or misaligned in a %zd-byte mapping",
@@ -92,6 +89,15 @@ word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
         return NULL;
     }
     return (char *)self->view.buf + offset;
+}
+
+static void *
+word_at(ControlWords *self, PyObject *arg, Py_ssize_t width, int write)
+{
+    Py_ssize_t offset = PyLong_AsSsize_t(arg);
+    if (offset == -1 && PyErr_Occurred())
+        return NULL;
+    return word_at_offset(self, offset, width, write);
 }
 
 static int
@@ -245,6 +251,116 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(rc);
 }
 
+/*
+ * Compound operations: the ring protocol's hot steps (_ring.py) as single calls, so the path
+ * from "frame written" to "reader holds it" crosses the interpreter a few times rather than a
+ * dozen (each crossing costs microseconds on the cold caches a reader wakes up to). Each is
+ * exactly the sequence of the single-word calls above, with the same orderings.
+ */
+
+/* publish(state, seq, latest, latest_word, wake, waiters) -> bool
+ * Writer steps 3-4: fence; state = seq (release); LATEST = latest_word (release);
+ * WAKE += 1 (seq-cst); FUTEX_WAKE all if WAITERS > 0 (seq-cst load). True if it woke anyone. */
+static PyObject *
+cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t seq, word;
+    if (check_nargs(nargs, 6, "publish") < 0) return NULL;
+    uint64_t *state = word_at(self, args[0], 8, 1);
+    if (!state || as_u64(args[1], &seq) < 0) return NULL;
+    uint64_t *latest = word_at(self, args[2], 8, 1);
+    if (!latest || as_u64(args[3], &word) < 0) return NULL;
+    uint64_t *wake = word_at(self, args[4], 8, 1);
+    uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
+    if (!waiters) return NULL;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(state, seq, __ATOMIC_RELEASE);
+    __atomic_store_n(latest, word, __ATOMIC_RELEASE);
+    __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(waiters, __ATOMIC_SEQ_CST))
+        Py_RETURN_FALSE;
+    if (syscall(SYS_futex, (uint32_t *)wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_TRUE;
+}
+
+/* pin(hold, latest, states, slot_count, word) -> int
+ * Zero-copy reader hand-shake: store `word` (a LATEST value the caller loaded with acquire)
+ * into the hold word (seq-cst), load its slot's state (seq-cst); accept if it equals the word's
+ * seq, else reload LATEST (acquire) and retry. Returns the pinned word, 0 if nothing was
+ * published yet, -1 if LATEST names a slot >= slot_count, -2 if LATEST did not move between
+ * two failed attempts (the writer never touches the LATEST slot: the segment is corrupt). */
+static PyObject *
+cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t word, previous = 0;
+    int retried = 0;
+    if (check_nargs(nargs, 5, "pin") < 0) return NULL;
+    uint64_t *hold = word_at(self, args[0], 8, 1);
+    uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
+    if (!latest) return NULL;
+    Py_ssize_t states = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t slots = PyLong_AsSsize_t(args[3]);
+    if (((states == -1 || slots == -1) && PyErr_Occurred()) || as_u64(args[4], &word) < 0)
+        return NULL;
+    for (;;) {
+        if (word == 0)
+            return PyLong_FromLong(0);
+        uint64_t slot = word & 0xFF, seq = word >> 8;
+        if ((Py_ssize_t)slot >= slots)
+            return PyLong_FromLong(-1);
+        uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
+        if (!state) return NULL;
+        __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
+            return PyLong_FromUnsignedLongLong(word);
+        if (retried && word == previous)
+            return PyLong_FromLong(-2);
+        previous = word;
+        retried = 1;
+        word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
+    }
+}
+
+/* sleep(wake, waiters, expected, timeout) -> bool
+ * A reader's sleep: WAITERS += 1 (seq-cst), fence, FUTEX_WAIT on WAKE while it equals expected,
+ * WAITERS -= 1. False on timeout. The writer bumps WAKE before it reads WAITERS, so either it
+ * sees our increment and wakes us, or the kernel sees its new WAKE and does not sleep. */
+static PyObject *
+cw_sleep(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected;
+    if (check_nargs(nargs, 4, "sleep") < 0) return NULL;
+    uint32_t *wake = (uint32_t *)word_at(self, args[0], 8, 0);
+    uint64_t *waiters = wake ? word_at(self, args[1], 8, 1) : NULL;
+    if (!waiters || as_u64(args[2], &expected) < 0) return NULL;
+    double timeout = PyFloat_AsDouble(args[3]);
+    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    if (timeout < 0) timeout = 0;
+    struct timespec ts;
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    long rc;
+    int err;
+    __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the kernel's plain load of WAKE comes after */
+    Py_BEGIN_ALLOW_THREADS
+    rc = syscall(SYS_futex, wake, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
+    if (rc == 0 || err == EAGAIN)
+        Py_RETURN_TRUE;
+    if (err == ETIMEDOUT)
+        Py_RETURN_FALSE;
+    if (err == EINTR) {
+        if (PyErr_CheckSignals() < 0) return NULL;
+        Py_RETURN_TRUE;  /* spurious: the caller re-checks its condition */
+    }
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
 static PyObject *
 cw_release(ControlWords *self, PyObject *Py_UNUSED(ignored))
 {
@@ -269,6 +385,12 @@ static PyMethodDef cw_methods[] = {
      "Sleep while the word's low 32 bits equal expected; False on timeout."},
     {"futex_wake", (PyCFunction)(void (*)(void))cw_futex_wake, METH_FASTCALL,
      "Wake every waiter on the word; returns how many woke."},
+    {"publish", (PyCFunction)(void (*)(void))cw_publish, METH_FASTCALL,
+     "Fence, store state and LATEST (release), bump WAKE, futex-wake if anyone sleeps."},
+    {"pin", (PyCFunction)(void (*)(void))cw_pin, METH_FASTCALL,
+     "Pin the newest frame into a hold word; the word, 0 if none, -1/-2 if corrupt."},
+    {"sleep", (PyCFunction)(void (*)(void))cw_sleep, METH_FASTCALL,
+     "Count in WAITERS and futex-wait on WAKE while it equals expected; False on timeout."},
     {"release", (PyCFunction)cw_release, METH_NOARGS, "Drop the buffer so the mapping can close."},
     {NULL, NULL, 0, NULL},
 };

@@ -216,11 +216,13 @@ class _Loan:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         assert self._array is not None
-        self._array.flags.writeable = False
-        if exc_type is None:
-            self._pub._commit(self._slot, self._meta, self._timestamp_ns)
-        else:
-            self._pub._ring.abandon(self._slot)
+        try:
+            if exc_type is None:
+                self._pub._commit(self._slot, self._meta, self._timestamp_ns)
+            else:
+                self._pub._ring.abandon(self._slot)
+        finally:
+            self._array.flags.writeable = False  # after the wake-up: readers need not wait for it
 
 
 def _remove(ring: Ring) -> None:

@@ -28,7 +28,9 @@ the reader table), each pins at most one slot, and LATEST is one more, so at lea
 of the slot_count - 1 non-LATEST slots is always free.
 
 Portability: every control-word access is an _atomic call (C11 atomics), so the argument
-holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores.
+holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
+steps (writer 3-4, the reader's pin, the sleep) are single compound calls of _atomic doing
+exactly the sequence above, so a frame crosses the interpreter fewer times.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from ._layout import (
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
+    SLOT_STATES,
     SLOT_WRITING,
     WAITERS,
     WAKE,
@@ -57,7 +60,6 @@ from ._segment import Segment
 SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
 U32 = 0xFFFFFFFF
-MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
 
 
@@ -121,11 +123,9 @@ class Ring:
         SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta))
         if meta:
             mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
-        words = self.words
-        words.fence()  # every frame byte (non-temporal memcpy stores too) before the state
-        words.store(self._states[slot], seq)
-        words.store(LATEST, pack_latest(seq, slot))
-        self.wake()
+        # Steps 3-4 in one call: fence (every frame byte, non-temporal memcpy stores too, before
+        # the state), state = seq, LATEST (release), WAKE += 1, futex-wake if anyone sleeps.
+        self.words.publish(self._states[slot], seq, LATEST, (seq << SLOT_BITS) | slot, WAKE, WAITERS)
 
     def abandon(self, slot: int) -> None:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
@@ -167,19 +167,17 @@ class Ring:
 
         `word`: a value of LATEST the caller has just loaded (acquire), tried first.
         """
-        words, previous = self.words, -1
         if word < 0:
-            word = words.load(LATEST)
-        while True:
-            if word == 0:
-                return 0
-            seq, slot = self._checked(word)
-            words.store_sc(hold, word)
-            if words.load_sc(self._states[slot]) == seq:
-                return word
-            self._check_progress(word, previous)
-            previous = word
-            word = words.load(LATEST)
+            word = self.words.load(LATEST)
+        # store_sc(hold, word); accept if load_sc(state of its slot) == its seq; else reload
+        # LATEST (acquire) and retry; all in one call
+        pinned = self.words.pin(hold, LATEST, SLOT_STATES, self.layout.slot_count, word)
+        if pinned == -1:
+            self._checked(self.words.load(LATEST))  # raises, naming the slot
+            raise SegmentCorrupt(f"stream {self.layout.name!r}: the latest frame points beyond the slots")
+        if pinned == -2:
+            self._check_progress(word, word)  # raises: LATEST did not move, yet its slot disagrees
+        return pinned
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
@@ -202,11 +200,17 @@ class Ring:
 
     def read_pinned(self, word: int) -> tuple[tuple[int, int, int, int], bytes]:
         """Slot header and meta of the frame this reader pinned as `word` (stable while held)."""
-        seq, slot = unpack_latest(word)
-        header, meta = self._slot_header(slot)
-        if header[0] != seq:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: slot {slot} holds seq {header[0]}, not {seq}")
-        return self._checked_header(slot, header), meta
+        slot = word & SLOT_MASK  # in range: pin_latest checked it
+        start = self._slots[slot]
+        header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
+        if header[0] != word >> SLOT_BITS:
+            raise SegmentCorrupt(
+                f"stream {self.layout.name!r}: slot {slot} holds seq {header[0]}, not {word >> SLOT_BITS}"
+            )
+        if not header[3]:
+            return header, b""
+        self._checked_header(slot, header)
+        return header, self.segment.map[start + SLOT_META : start + SLOT_META + header[3]]
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
         start = self._slots[slot]
@@ -244,13 +248,9 @@ class Ring:
         """Sleep until WAKE differs from `seen` (or `timeout` seconds); no lost wake-ups:
         WAITERS is raised before the kernel compares WAKE, and the writer bumps WAKE before
         reading WAITERS (seq-cst on both sides)."""
-        words = self.words
-        words.fetch_add(WAITERS, 1)
-        words.fence()  # aarch64: the kernel's plain load of WAKE must not pass the increment
-        try:
-            words.futex_wait(WAKE, seen & U32, timeout)
-        finally:
-            words.fetch_add(WAITERS, MINUS_ONE)
+        # WAITERS += 1, fence (aarch64: the kernel's plain load of WAKE must not pass the
+        # increment), futex-wait, WAITERS -= 1: one call
+        self.words.sleep(WAKE, WAITERS, seen & U32, timeout)
 
     def close(self) -> None:
         """Drop this ring's own references to the mapping (frames handed out keep theirs)."""

@@ -15,7 +15,7 @@ from ._attachment import Attachment
 from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS, SLOT_MASK, unpack_latest
+from ._ring import SLOT_BITS, SLOT_MASK
 
 LIVENESS_INTERVAL = 0.2  # s: how often a waiting or reading subscriber checks that the writer lives
 REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for a new one
@@ -79,10 +79,11 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                self._refresh(quick=True)
-                if self._gone:
-                    self._sleep_while_gone(deadline)
-                    continue
+                if self._closed or self._gone or time.monotonic() >= self._next_check:
+                    self._refresh(quick=True)  # between checks, skipped: a frame is a frame
+                    if self._gone:
+                        self._sleep_while_gone(deadline)
+                        continue
                 ring = self._att.ring
                 seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
                 word = ring.latest_word()
@@ -185,7 +186,7 @@ class Subscriber:
         meta: bytes,
         release: Any,
     ) -> Frame:
-        seq = unpack_latest(word)[0]
+        seq = word >> SLOT_BITS
         missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
         self._last_seq = seq
         self._att.record_read(missed, holding=release is not None)
