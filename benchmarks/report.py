@@ -117,7 +117,8 @@ def floor_lines(summary: dict[str, Any]) -> list[str]:
     for size, p in summary["publish"].items():
         lines.append(
             f"publish() {size}: {p['publish_fps']:.0f} fps vs memcpy {p['memcpy_fps']:.0f} fps "
-            f"(x{p['publish_ratio']:.2f}); loan()+fill {p['loan_fill_fps']:.0f} fps; "
+            f"(x{p['publish_ratio']:.2f}; x{p['publish_ratio_rotating']:.2f} of a memcpy into 6 rotating "
+            f"buffers, the ring's footprint); loan()+fill {p['loan_fill_fps']:.0f} fps; "
             f"empty loan() {p['loan_empty_us']:.1f} µs"
         )
     s = summary["stopped"]
