@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.cases import SIZES, WARMUP_S
 from benchmarks.harness import JOIN_TIMEOUT_S
 from benchmarks.metrics import latency_summary
-from benchmarks.roles import START_TIMEOUT_S, pace
+from benchmarks.roles import START_TIMEOUT_S, die_with_driver, pace
 from framebus._atomic import ControlWords
 
 WAKE, STAMP, STOP = 0, 64, 128  # control-word offsets in the floor's file, one cache line each
@@ -118,6 +118,7 @@ def _wake_periodically(path: str, fps: float, seconds: float) -> int:
 
 def _sleeper_main(path: str, ready: Semaphore, out: Queue[Any]) -> None:
     """Sleep on the futex word; record (waker's stamp, wake-up latency) per wake-up, and CPU used."""
+    die_with_driver()
     with open(path, "r+b") as f:
         m = mmap.mmap(f.fileno(), FLOOR_FILE_SIZE)
     words = ControlWords(m)

@@ -11,6 +11,10 @@ process: a transport's I/O or feeder threads count) over the measured window.
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
+import os
+import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -26,6 +30,7 @@ from benchmarks.transports import Reader, Writer, load
 START_TIMEOUT_S = 60.0  # generous: spawning five numpy processes on a busy 2-core VM takes seconds
 POLL_S = 0.1  # s: the longest a subscriber blocks before it looks at the stop flag
 S_TO_NS = 1_000_000_000
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Signals:
 
 
 def publisher_main(case: Case, ep: Any, sig: Signals, out: Queue[Any]) -> None:
+    die_with_driver()
     try:
         writer = load(case.transport).open_writer(ep, case)
     except BaseException as exc:
@@ -56,6 +62,7 @@ def publisher_main(case: Case, ep: Any, sig: Signals, out: Queue[Any]) -> None:
 
 
 def subscriber_main(case: Case, ep: Any, index: int, sig: Signals, out: Queue[Any]) -> None:
+    die_with_driver()
     try:
         reader = load(case.transport).open_reader(ep, case, index)
     except BaseException as exc:
@@ -154,6 +161,14 @@ def pace(due: int, period: int) -> int:
     elif now - due > period:
         due = now
     return due + period
+
+
+def die_with_driver() -> None:
+    """Have the kernel SIGKILL this child if the driver dies first (even while it is stopped)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # the driver died before the prctl took effect
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import framebus
 from benchmarks.cases import SIZES
 from benchmarks.floors import ROTATE, timed_block
 from benchmarks.harness import JOIN_TIMEOUT_S
-from benchmarks.roles import START_TIMEOUT_S
+from benchmarks.roles import START_TIMEOUT_S, die_with_driver
 from framebus.testing import unique_name
 
 STOPPED_READERS = 4
@@ -109,6 +109,7 @@ def _alternate(
 
 
 def _hold_and_stop(name: str, held: Event) -> None:
+    die_with_driver()
     sub = framebus.Subscriber(name)
     while sub.latest() is None:
         time.sleep(0.001)
@@ -151,6 +152,7 @@ def idle_subscriber(ctx: SpawnContext) -> dict[str, float]:
 
 
 def _idle_main(name: str, out: Queue[Any]) -> None:
+    die_with_driver()
     with framebus.Subscriber(name) as sub:
         sub.wait(1.0)  # the one frame there is
         cpu = time.process_time_ns()

@@ -2,8 +2,8 @@
 
 The writer loans a slice of the whole frame size, fills all of it, sets the seq in a user header,
 sends, then notifies the event service; readers sleep in Listener.timed_wait(), then take the
-newest sample (dropping any older one) and hold it until their next receive (view mode) or copy it
-and release it at once (copy mode).
+sample (with buffer 1 and safe overflow, the newest) and hold it until their next receive (view
+mode) or copy it and release it at once (copy mode).
 """
 
 from __future__ import annotations
@@ -100,10 +100,12 @@ class _Reader:
         self.array: np.ndarray[Any, Any] | None = None
 
     def receive(self, timeout: float) -> int | None:
-        sample = self._newest()
+        # With buffer 1 and safe overflow the one buffered sample is the newest: no draining
+        # (which would also borrow a third sample while the held one is still out).
+        sample = self._sub.receive()
         if sample is None:
             self._listener.timed_wait(iox2.Duration.from_secs_f64(timeout))
-            sample = self._newest()
+            sample = self._sub.receive()
             if sample is None:
                 return None
         seq: int = sample.user_header().contents.seq
@@ -115,14 +117,6 @@ class _Reader:
             self._release()
             self._held, self.array = sample, view
         return seq
-
-    def _newest(self) -> Any:
-        newest = None
-        while (sample := self._sub.receive()) is not None:
-            if newest is not None:
-                newest.delete()
-            newest = sample
-        return newest
 
     def _release(self) -> None:
         if self._held is not None:
