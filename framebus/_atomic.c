@@ -181,17 +181,6 @@ cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-cw_compare_exchange(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t expected, desired;
-    if (check_nargs(nargs, 3, "compare_exchange") < 0) return NULL;
-    uint64_t *w = word_at(self, args[0], 8, 1);
-    if (!w || as_u64(args[1], &expected) < 0 || as_u64(args[2], &desired) < 0) return NULL;
-    return PyBool_FromLong(__atomic_compare_exchange_n(w, &expected, desired, 0,
-                                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
-}
-
-static PyObject *
 cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -206,26 +195,30 @@ futex_at(ControlWords *self, PyObject *arg)
     return (uint32_t *)word_at(self, arg, 8, 0);
 }
 
-/* futex_wait(offset, expected, timeout_s) -> bool: True if woken or the word
- * already differed, False on timeout. Sleeps in the kernel without the GIL.
- * No FUTEX_PRIVATE_FLAG: the word is shared between processes. */
-static PyObject *
-cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+/* A timeout in seconds as a relative timespec; negative or NaN is 0, huge is a day (callers
+ * loop anyway). -1 with an exception set if `arg` is not a number. */
+static int
+as_timespec(PyObject *arg, struct timespec *ts)
 {
-    uint64_t expected;
-    if (check_nargs(nargs, 3, "futex_wait") < 0) return NULL;
-    uint32_t *w = futex_at(self, args[0]);
-    if (!w || as_u64(args[1], &expected) < 0) return NULL;
-    double timeout = PyFloat_AsDouble(args[2]);
-    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
-    if (timeout < 0) timeout = 0;
-    struct timespec ts;
-    ts.tv_sec = (time_t)timeout;
-    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred()) return -1;
+    if (!(timeout >= 0)) timeout = 0;
+    if (timeout > 86400.0) timeout = 86400.0;
+    ts->tv_sec = (time_t)timeout;
+    ts->tv_nsec = (long)((timeout - (double)ts->tv_sec) * 1e9);
+    return 0;
+}
+
+/* FUTEX_WAIT without the GIL; True if woken (or the word already differed, or a signal came
+ * and its handler did not raise), False on timeout. No FUTEX_PRIVATE_FLAG: the word is shared
+ * between processes. */
+static PyObject *
+futex_wait_result(uint32_t *word, uint32_t expected, const struct timespec *ts)
+{
     long rc;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    rc = syscall(SYS_futex, w, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
+    rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, ts, NULL, 0);
     err = errno;
     Py_END_ALLOW_THREADS
     if (rc == 0 || err == EAGAIN)
@@ -238,6 +231,19 @@ cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     }
     errno = err;
     return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+/* futex_wait(offset, expected, timeout_s) -> bool: sleep while the word's low 32 bits equal
+ * expected. (Used by the benchmarks' bare wake-up floor; the ring uses sleep().) */
+static PyObject *
+cw_futex_wait(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t expected;
+    struct timespec ts;
+    if (check_nargs(nargs, 3, "futex_wait") < 0) return NULL;
+    uint32_t *w = futex_at(self, args[0]);
+    if (!w || as_u64(args[1], &expected) < 0 || as_timespec(args[2], &ts) < 0) return NULL;
+    return futex_wait_result(w, (uint32_t)expected, &ts);
 }
 
 static PyObject *
@@ -255,12 +261,12 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
  * Compound operations: the ring protocol's hot steps (_ring.py) as single calls, so the path
  * from "frame written" to "reader holds it" crosses the interpreter a few times rather than a
  * dozen (each crossing costs microseconds on the cold caches a reader wakes up to). Each is
- * exactly the sequence of the single-word calls above, with the same orderings.
+ * exactly the sequence of the single-word operations above, with the same orderings.
  */
 
-/* publish(state, seq, latest, latest_word, wake, waiters) -> bool
- * Writer steps 3-4: fence; state = seq (release); LATEST = latest_word (release);
- * WAKE += 1 (seq-cst); FUTEX_WAKE all if WAITERS > 0 (seq-cst load). True if it woke anyone. */
+/* publish(state, seq, latest, latest_word, wake, waiters) -> bool: the writer's commit.
+ * fence; state = seq (release); LATEST = latest_word (release); WAKE += 1 (seq-cst);
+ * FUTEX_WAKE all if WAITERS > 0 (seq-cst load). True if it made the wake-up syscall. */
 static PyObject *
 cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -273,7 +279,7 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t *wake = word_at(self, args[4], 8, 1);
     uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
     if (!waiters) return NULL;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
     __atomic_store_n(state, seq, __ATOMIC_RELEASE);
     __atomic_store_n(latest, word, __ATOMIC_RELEASE);
     __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);
@@ -284,81 +290,70 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* pin(hold, latest, states, slot_count, word) -> int
- * Zero-copy reader hand-shake: store `word` (a LATEST value the caller loaded with acquire)
- * into the hold word (seq-cst), load its slot's state (seq-cst); accept if it equals the word's
- * seq, else reload LATEST (acquire) and retry. Returns the pinned word, 0 if nothing was
- * published yet, -1 if LATEST names a slot >= slot_count, -2 if LATEST did not move between
- * two failed attempts (the writer never touches the LATEST slot: the segment is corrupt). */
+/* pin(hold, latest, states, slot_count, slots, stride) -> (word, timestamp_ns, wall_ns, meta_len)
+ * A zero-copy reader's hand-shake, then its frame's slot header. word = LATEST (acquire);
+ * hold = word (seq-cst); accept if its slot's state (seq-cst load) equals its seq, else retry
+ * from LATEST. Once pinned, the slot header at slots + slot * stride (seq, timestamp, wall
+ * clock, meta length: stable while held) is read. word is the pinned LATEST value; 0 if nothing
+ * is published; -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two
+ * failed attempts (the writer never claims the LATEST slot); -3 if the slot header's seq is not
+ * the pinned one. The last three mean a corrupt segment. */
 static PyObject *
 cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    uint64_t word, previous = 0;
+    uint64_t previous = 0, word;
     int retried = 0;
-    if (check_nargs(nargs, 5, "pin") < 0) return NULL;
+    if (check_nargs(nargs, 6, "pin") < 0) return NULL;
     uint64_t *hold = word_at(self, args[0], 8, 1);
     uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
     if (!latest) return NULL;
-    Py_ssize_t states = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t slots = PyLong_AsSsize_t(args[3]);
-    if (((states == -1 || slots == -1) && PyErr_Occurred()) || as_u64(args[4], &word) < 0)
-        return NULL;
+    Py_ssize_t states = PyLong_AsSsize_t(args[2]), slots = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t base = PyLong_AsSsize_t(args[4]), stride = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred()) return NULL;
     for (;;) {
+        word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
         if (word == 0)
-            return PyLong_FromLong(0);
+            return Py_BuildValue("(iiii)", 0, 0, 0, 0);
         uint64_t slot = word & 0xFF, seq = word >> 8;
         if ((Py_ssize_t)slot >= slots)
-            return PyLong_FromLong(-1);
+            return Py_BuildValue("(iiii)", -1, 0, 0, 0);
         uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
         if (!state) return NULL;
         __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
-            return PyLong_FromUnsignedLongLong(word);
+            break;
         if (retried && word == previous)
-            return PyLong_FromLong(-2);
+            return Py_BuildValue("(iiii)", -2, 0, 0, 0);
         previous = word;
         retried = 1;
-        word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
     }
+    uint64_t *header = word_at_offset(self, base + (Py_ssize_t)(word & 0xFF) * stride, 32, 0);
+    if (!header) return NULL;  /* (32-byte alignment holds: slots start on page boundaries) */
+    if (header[0] != word >> 8)
+        return Py_BuildValue("(iiii)", -3, 0, 0, 0);
+    return Py_BuildValue("(KKKK)", (unsigned long long)word, (unsigned long long)header[1],
+                         (unsigned long long)header[2], (unsigned long long)header[3]);
 }
 
-/* sleep(wake, waiters, expected, timeout) -> bool
- * A reader's sleep: WAITERS += 1 (seq-cst), fence, FUTEX_WAIT on WAKE while it equals expected,
- * WAITERS -= 1. False on timeout. The writer bumps WAKE before it reads WAITERS, so either it
- * sees our increment and wakes us, or the kernel sees its new WAKE and does not sleep. */
+/* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),
+ * fence (aarch64: the kernel's plain load of WAKE must not pass the increment), FUTEX_WAIT on
+ * WAKE while its low 32 bits equal expected, WAITERS -= 1. False on timeout. The writer bumps
+ * WAKE before it reads WAITERS, so either it sees our increment and wakes us, or the kernel
+ * sees its new WAKE and does not sleep: no lost wake-up. */
 static PyObject *
 cw_sleep(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t expected;
-    if (check_nargs(nargs, 4, "sleep") < 0) return NULL;
-    uint32_t *wake = (uint32_t *)word_at(self, args[0], 8, 0);
-    uint64_t *waiters = wake ? word_at(self, args[1], 8, 1) : NULL;
-    if (!waiters || as_u64(args[2], &expected) < 0) return NULL;
-    double timeout = PyFloat_AsDouble(args[3]);
-    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
-    if (timeout < 0) timeout = 0;
     struct timespec ts;
-    ts.tv_sec = (time_t)timeout;
-    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
-    long rc;
-    int err;
+    if (check_nargs(nargs, 4, "sleep") < 0) return NULL;
+    uint32_t *wake = futex_at(self, args[0]);
+    uint64_t *waiters = wake ? word_at(self, args[1], 8, 1) : NULL;
+    if (!waiters || as_u64(args[2], &expected) < 0 || as_timespec(args[3], &ts) < 0) return NULL;
     __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the kernel's plain load of WAKE comes after */
-    Py_BEGIN_ALLOW_THREADS
-    rc = syscall(SYS_futex, wake, FUTEX_WAIT, (uint32_t)expected, &ts, NULL, 0);
-    err = errno;
-    Py_END_ALLOW_THREADS
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    PyObject *result = futex_wait_result(wake, (uint32_t)expected, &ts);
     __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
-    if (rc == 0 || err == EAGAIN)
-        Py_RETURN_TRUE;
-    if (err == ETIMEDOUT)
-        Py_RETURN_FALSE;
-    if (err == EINTR) {
-        if (PyErr_CheckSignals() < 0) return NULL;
-        Py_RETURN_TRUE;  /* spurious: the caller re-checks its condition */
-    }
-    errno = err;
-    return PyErr_SetFromErrno(PyExc_OSError);
+    return result;
 }
 
 static PyObject *
@@ -378,15 +373,13 @@ static PyMethodDef cw_methods[] = {
     {"store_sc", (PyCFunction)(void (*)(void))cw_store_sc, METH_FASTCALL, "Seq-cst store of a u64."},
     {"exchange", (PyCFunction)(void (*)(void))cw_exchange, METH_FASTCALL, "Seq-cst swap; returns the old value."},
     {"fetch_add", (PyCFunction)(void (*)(void))cw_fetch_add, METH_FASTCALL, "Seq-cst add; returns the old value."},
-    {"compare_exchange", (PyCFunction)(void (*)(void))cw_compare_exchange, METH_FASTCALL,
-     "Seq-cst compare-and-swap; True if the word held expected and now holds desired."},
     {"fence", (PyCFunction)cw_fence, METH_NOARGS, "Full (seq-cst) memory fence."},
     {"futex_wait", (PyCFunction)(void (*)(void))cw_futex_wait, METH_FASTCALL,
      "Sleep while the word's low 32 bits equal expected; False on timeout."},
     {"futex_wake", (PyCFunction)(void (*)(void))cw_futex_wake, METH_FASTCALL,
      "Wake every waiter on the word; returns how many woke."},
     {"publish", (PyCFunction)(void (*)(void))cw_publish, METH_FASTCALL,
-     "Fence, store state and LATEST (release), bump WAKE, futex-wake if anyone sleeps."},
+     "Commit a frame: fence, state and LATEST (release), bump WAKE, wake sleepers if any."},
     {"pin", (PyCFunction)(void (*)(void))cw_pin, METH_FASTCALL,
      "Pin the newest frame into a hold word; the word, 0 if none, -1/-2 if corrupt."},
     {"sleep", (PyCFunction)(void (*)(void))cw_sleep, METH_FASTCALL,

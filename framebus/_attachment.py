@@ -7,7 +7,7 @@ import struct
 import time
 
 from ._atomic import ControlWords
-from ._errors import TooManySubscribers
+from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
     HEADER_SIZE,
     HOLD,
@@ -32,6 +32,9 @@ MODE_COPY = 2
 PID, FRAMES_READ, FRAMES_MISSED, LAST_READ_NS, HOLD_SINCE_NS, MODE, ATTACHED_WALL_NS = range(
     READER_STATS_FIELDS
 )
+
+
+# Plain stores by the entry's owner: statistics, not control words.
 _ALL_STATS = struct.Struct(f"<{READER_STATS_FIELDS}Q")
 _READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames missed, last read (ns)
 _READ_HOLD_STATS = struct.Struct("<4Q")  # the same, then hold since (ns)
@@ -56,22 +59,26 @@ class Attachment:
         _ALL_STATS.pack_into(segment.map, self._stats_at, *stats)
 
     @classmethod
-    def open(cls, name: str, copy: bool, unless_inode: int | None = None) -> Attachment | None:
+    def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
         """Attach to the segment named `name`.
 
-        StreamNotFound if there is none; None if it is `unless_inode` or still being created;
-        SegmentCorrupt if its header is invalid; TooManySubscribers if no entry is free.
+        StreamNotFound if there is none; NotReady while its header is not published yet (with
+        `strict`, the error that state means if it lasts); SegmentCorrupt if its header is
+        invalid or its size wrong; TooManySubscribers if no entry is free.
         """
         segment = Segment.open(name)
         try:
-            if segment.inode == unless_inode or not _initialized(segment):
-                segment.close()
-                return None
+            _check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
-            return cls(segment, layout, _claim_entry(segment, layout, copy), copy)
+            if segment.size != layout.total_size:
+                raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
+                                     f"{layout.total_size}")  # fmt: skip
+            entry = _claim_entry(segment, layout, copy)
         except BaseException:
             segment.close()
             raise
+        segment.prefault()
+        return cls(segment, layout, entry, copy)
 
     def writer_alive(self) -> bool:
         return (self.ring.words.load(WRITER_STATE) == WRITER_LIVE
@@ -95,25 +102,35 @@ class Attachment:
             _READ_STATS.pack_into(self.segment.map, at, self._read, self._missed, now)
 
     def detach(self) -> None:
-        """Release the hold and the entry, and unmap (frames still held keep the mapping alive)."""
+        """Release the hold and the entry (the mapping goes once no frame uses it)."""
         self.ring.unpin(self.hold)
-        self.ring.close()
-        self.segment.close()  # closing the fd drops the entry lock
+        self.segment.close()  # closing the lock fd drops the entry lock
 
 
-def _initialized(segment: Segment) -> bool:
-    """True once the writer has published the header; SegmentCorrupt for a dead half-made one."""
+class NotReady(Exception):
+    """The segment's header is not published yet: a writer is creating it (or died doing so)."""
+
+    def __init__(self, name: str, writer_alive: bool) -> None:
+        super().__init__(name)
+        self.writer_alive = writer_alive
+
+
+def _check_published(segment: Segment, strict: bool) -> None:
+    """Return once the writer has published the header; NotReady (or, if `strict`, the error
+    that a lasting unpublished state means) before."""
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
             if words.load(0) == magic_word():  # acquire: the header written before it is visible
-                return True
+                return
         finally:
             words.release()
-    if segment.is_locked(WRITER_LOCK_BYTE):
-        return False  # the writer is between creating and publishing the header
+    writer_alive = segment.is_locked(WRITER_LOCK_BYTE)
+    if not strict:
+        raise NotReady(segment.name, writer_alive)
+    if writer_alive:
+        raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
     Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
-    return True
 
 
 def _claim_entry(segment: Segment, layout: Layout, copy: bool) -> int:

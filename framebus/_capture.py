@@ -61,6 +61,7 @@ class VideoCapture:
             cv2.CAP_PROP_POS_FRAMES: self._grabbed.seq if self._grabbed else 0,
             cv2.CAP_PROP_POS_MSEC: self._grabbed.timestamp_ns / 1e6 if self._grabbed else 0,
             cv2.CAP_PROP_BUFFERSIZE: 1,
+            cv2.CAP_PROP_FPS: self._sub.fps,
         }
         return float(values.get(prop_id, 0.0))
 

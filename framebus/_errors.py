@@ -37,3 +37,8 @@ class SharedMemoryFull(FramebusError):
 
 class ConfigError(FramebusError):
     """A topology config is invalid; the message lists every problem with its field path."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: Each problem on its own, prefixed with its field path (empty for file-level errors).
+        self.problems = problems

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import SegmentCorrupt
+
 JsonDict = dict[str, Any]
 
 
@@ -53,7 +55,13 @@ class Frame:
     def meta(self) -> JsonDict:
         """The publisher's metadata dict (decoded on first access)."""
         if self._meta is None:
-            self._meta = json.loads(self._meta_bytes) if self._meta_bytes else {}
+            try:
+                meta = json.loads(self._meta_bytes) if self._meta_bytes else {}
+            except (ValueError, RecursionError) as exc:
+                raise SegmentCorrupt(f"frame {self.seq}: its metadata is not valid JSON") from exc
+            if not isinstance(meta, dict):
+                raise SegmentCorrupt(f"frame {self.seq}: its metadata is not a JSON object")
+            self._meta = meta
         return self._meta
 
     @property

@@ -21,6 +21,7 @@ out-of-bounds access.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ SLOT_META = 64  # offset of the meta bytes inside a slot
 
 # Only plain numeric dtypes can live in shared memory: no objects, no structured records.
 _DTYPE_KINDS = frozenset("biufc?")
+_DTYPE_STR = re.compile(rb"[<>|=][biufc?][0-9]{1,2}")  # numpy's dtype.str of those kinds
 
 
 def _align(n: int, to: int) -> int:
@@ -214,9 +216,12 @@ class Layout:
             raise bad(f"{readers} reader entries with {holders} holders")
         if not 0 <= ndim <= MAX_DIMS or any(d <= 0 for d in shape8[:ndim]):
             raise bad(f"shape {shape8[:ndim]}")
+        dtype_str = dtype_raw.rstrip(b"\0")
+        if not _DTYPE_STR.fullmatch(dtype_str):  # before numpy parses bytes from shared memory
+            raise bad(f"dtype {dtype_raw!r}")
         try:
-            dtype = check_dtype(dtype_raw.rstrip(b"\0").decode("ascii"))
-        except (TypeError, UnicodeDecodeError) as exc:
+            dtype = check_dtype(dtype_str.decode("ascii"))
+        except TypeError as exc:
             raise bad(f"dtype {dtype_raw!r}") from exc
         shape = tuple(shape8[:ndim])
         if nbytes != math.prod(shape) * dtype.itemsize:
@@ -235,6 +240,11 @@ class Layout:
         return cls(
             name, shape, dtype, slots, meta_capacity, readers, holders, fps, nbytes, frame_offset, stride
         )
+
+
+def writer_pid(buf: memoryview) -> int:
+    """The pid the writer recorded at creation (for display: pids are not used for liveness)."""
+    return int(_DESCRIPTION.unpack_from(buf, 0)[-2])
 
 
 def magic_word() -> int:

@@ -8,7 +8,8 @@ MAX_NAME_LENGTH = 64  # characters; the header stores the name in a 64-byte fiel
 SHM_PREFIX = "framebus."  # every segment is /dev/shm/framebus.<name>
 SHM_DIR = "/dev/shm"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$"  # also the config's JSON Schema
+_NAME = re.compile(NAME_PATTERN)
 
 
 def validate_name(name: object) -> str:
@@ -17,7 +18,7 @@ def validate_name(name: object) -> str:
         raise TypeError(f"stream name must be a str, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError(f"stream name {name!r} must be 1 to {MAX_NAME_LENGTH} characters long")
-    if not _NAME.fullmatch(name):
+    if not _NAME.match(name):
         raise ValueError(
             f"stream name {name!r} may contain only letters, digits, '_', '-' and '.', "
             "and must start with a letter or digit"

@@ -6,10 +6,11 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
 import weakref
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
-# published count, last publish (monotonic ns, wall ns), EWMA frame interval (ns); see _layout.STATS
+# Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
+# interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
 _STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
@@ -43,8 +45,8 @@ class Publisher:
     """Create stream `name` in shared memory and publish frames of one shape and dtype.
 
     Exactly one live Publisher per name on a box (WriterBusy otherwise); a dead writer's
-    segment is reclaimed. The writer never waits for a reader. Not thread-safe: publish
-    from one thread.
+    segment is reclaimed. The writer never waits for a reader. Publish from one thread;
+    `set_stalled()` and `close()` may come from another (close waits for a publish in flight).
     """
 
     def __init__(
@@ -73,6 +75,8 @@ class Publisher:
         self._interval_ewma = 0  # ns
         self._seq = 0
         self._closed = False
+        self._writing = threading.Lock()  # held while a frame is written: close() waits for it
+        self._loan_open = False
         self._finalizer = weakref.finalize(self, _remove, self._ring)
         logger.debug("stream %r created: %s %s x%d slots", name, self.layout.shape, self.layout.dtype, slots)
 
@@ -106,33 +110,40 @@ class Publisher:
         the stream changes.
         """
         self._check_array(array)
-        meta_bytes = self._encode_meta(meta)
-        slot = self._claim()
-        try:
-            np.copyto(self._ring.frames[slot], array, casting="no")
-        except BaseException:
-            self._ring.abandon(slot)
-            raise
-        return self._commit(slot, meta_bytes, timestamp_ns)
+        with self._slot(meta, timestamp_ns) as slot:
+            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+        return self._seq
 
+    @contextmanager
     def loan(
         self, meta: Mapping[str, Any] | None = None, timestamp_ns: int | None = None
-    ) -> AbstractContextManager[np.ndarray[Any, Any]]:
+    ) -> Iterator[np.ndarray[Any, Any]]:
         """Lend a writable array inside the next slot: published when the block exits cleanly,
         discarded if it raises. The array turns read-only after the block."""
-        return _Loan(self, self._encode_meta(meta), timestamp_ns)
+        with self._slot(meta, timestamp_ns) as slot:
+            buf = self._ring.frames[slot]
+            self._loan_open = True
+            try:
+                yield buf
+            finally:
+                self._loan_open = False
+                buf.flags.writeable = False
 
     def set_stalled(self, stalled: bool) -> None:
-        """Mark the source stalled (or recovered): readers see the last frame as stale."""
+        """Mark the source stalled (or recovered): readers see the last frame as stale.
+
+        Safe from any thread (one atomic store and a wake-up)."""
         self._check_open()
         self._ring.words.store(STALLED, int(stalled))
         self._ring.wake()  # sleeping readers re-check and can report the change
 
     def close(self) -> None:
         """Remove the stream: readers learn at once that the writer is gone."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        self._check_no_loan()
+        with self._writing:
+            if not self._closed:
+                self._closed = True
+                self._finalizer()
 
     def __enter__(self) -> Publisher:
         return self
@@ -144,20 +155,30 @@ class Publisher:
         state = "closed" if self._closed else f"seq={self._seq}"
         return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
-    def _claim(self) -> int:
-        self._check_open()
-        return self._ring.claim()
-
-    def _commit(self, slot: int, meta: bytes, timestamp_ns: int | None) -> int:
-        now, wall = time.monotonic_ns(), time.time_ns()
-        self._seq += 1
-        self._ring.commit(slot, self._seq, now if timestamp_ns is None else timestamp_ns, wall, meta)
-        self._update_stats(now, wall)  # after the wake-up: readers are not kept waiting for it
-        return self._seq
+    @contextmanager
+    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[int]:
+        """Claim a slot under the write lock; commit it if the block succeeds, abandon it if not.
+        Every argument is checked first, so a bad call leaves the stream untouched."""
+        meta_bytes = self._encode_meta(meta)
+        self._check_timestamp(timestamp_ns)
+        self._check_no_loan()
+        with self._writing:
+            self._check_open()
+            slot = self._ring.claim()
+            try:
+                yield slot
+            except BaseException:
+                self._ring.abandon(slot)
+                raise
+            now, wall = time.monotonic_ns(), time.time_ns()
+            seq = self._seq + 1
+            self._ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, wall, meta_bytes)
+            self._seq = seq
+            self._update_stats(now, wall)  # after the wake-up: readers need not wait for it
 
     def _update_stats(self, now: int, wall: int) -> None:
         if self._last_publish_ns:
-            interval = now - self._last_publish_ns
+            interval = max(0, now - self._last_publish_ns)
             ewma = self._interval_ewma
             self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
         self._last_publish_ns = now
@@ -167,12 +188,22 @@ class Publisher:
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the publisher is closed")
 
+    def _check_no_loan(self) -> None:
+        if self._loan_open:  # the same thread, inside its own loan block
+            raise FramebusError(f"stream {self.name!r}: a loan is open; publish or close after its block")
+
+    def _check_timestamp(self, timestamp_ns: object) -> None:
+        if timestamp_ns is not None and not (isinstance(timestamp_ns, int) and 0 <= timestamp_ns < 1 << 63):
+            raise ValueError(
+                f"stream {self.name!r}: timestamp_ns must be CLOCK_MONOTONIC ns, got {timestamp_ns!r}"
+            )
+
     def _check_array(self, array: object) -> None:
         if not isinstance(array, np.ndarray):
             raise TypeError(
                 f"stream {self.name!r}: publish() takes a numpy array, got {type(array).__name__}"
             )
-        if array.shape != self.shape or array.dtype != self.dtype:
+        if array.shape != self.shape or (array.dtype is not self.dtype and array.dtype != self.dtype):
             raise ValueError(
                 f"stream {self.name!r} expects shape {self.shape} of {self.dtype}, "
                 f"got shape {array.shape} of {array.dtype}"
@@ -193,43 +224,9 @@ class Publisher:
         return encoded
 
 
-class _Loan:
-    """The context manager of Publisher.loan(): claims a slot on entry, commits or abandons on exit.
-
-    A plain class rather than a generator: its exit is on the path from "frame written" to
-    "readers woken", where every Python frame costs microseconds of cold caches.
-    """
-
-    __slots__ = ("_array", "_meta", "_pub", "_slot", "_timestamp_ns")
-
-    def __init__(self, pub: Publisher, meta: bytes, timestamp_ns: int | None) -> None:
-        self._pub, self._meta, self._timestamp_ns = pub, meta, timestamp_ns
-        self._slot = -1
-        self._array: np.ndarray[Any, Any] | None = None
-
-    def __enter__(self) -> np.ndarray[Any, Any]:
-        if self._slot >= 0:
-            raise FramebusError(f"stream {self._pub.name!r}: a loan can be entered only once")
-        self._slot = self._pub._claim()
-        self._array = self._pub._ring.frames[self._slot]
-        return self._array
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        assert self._array is not None
-        try:
-            if exc_type is None:
-                self._pub._commit(self._slot, self._meta, self._timestamp_ns)
-            else:
-                self._pub._ring.abandon(self._slot)
-        finally:
-            self._array.flags.writeable = False  # after the wake-up: readers need not wait for it
-
-
 def _remove(ring: Ring) -> None:
-    """Mark the stream closed, wake readers, unlink and unmap (also run at exit if unclosed)."""
+    """Mark the stream closed, wake readers, unlink and let go (also run at exit if unclosed)."""
     ring.words.store(WRITER_STATE, WRITER_CLOSED)
     ring.wake()
-    segment = ring.segment
-    ring.close()
-    segment.unlink()
-    segment.close()
+    ring.segment.unlink()
+    ring.segment.close()

@@ -29,8 +29,8 @@ of the slot_count - 1 non-LATEST slots is always free.
 
 Portability: every control-word access is an _atomic call (C11 atomics), so the argument
 holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
-steps (writer 3-4, the reader's pin, the sleep) are single compound calls of _atomic doing
-exactly the sequence above, so a frame crosses the interpreter fewer times.
+steps (writer steps 3-4, the reader's pin, the sleep) are single compound calls of _atomic
+doing exactly the sequences above, so a frame crosses the interpreter fewer times.
 """
 
 from __future__ import annotations
@@ -97,24 +97,39 @@ class Ring:
     # -- writer ---------------------------------------------------------------------------------
 
     def claim(self) -> int:
-        """Take a slot for writing; never waits (see the module docstring for why one is free)."""
+        """Take a slot for writing; never waits (see the module docstring for why one is free).
+
+        A reader whose pin read LATEST before our previous commit may land its hold on the slot
+        we try; then we rescan. Each holder can do that at most once per claim (its next pin
+        reads the current LATEST, which we never claim), hence the bound on attempts.
+        """
+        _, latest_slot = unpack_latest(self.words.load(LATEST))
+        for _ in range(self.layout.holder_count + 2):
+            held = self._held_slots()
+            if held:
+                self._reap_dead_holders()
+            slot = self._try_claim(latest_slot, held)
+            if slot is not None:
+                return slot
+        raise SegmentCorrupt(f"stream {self.layout.name!r}: no free slot; the reader table is corrupt")
+
+    def _try_claim(self, latest_slot: int, held: set[int]) -> int | None:
+        """Claim the first slot (round robin) that is neither LATEST nor in `held`; None if a
+        reader pinned it meanwhile, or if every slot is taken."""
         words, n = self.words, self.layout.slot_count
-        _, latest_slot = unpack_latest(words.load(LATEST))
-        held = self._held_slots()
-        if held:
-            self._reap_dead_holders()
         for i in range(n):
             slot = (self._next + i) % n
             if slot == latest_slot or slot in held:
                 continue
             state = self._states[slot]
             old = words.exchange(state, SLOT_WRITING)
-            if slot not in self._held_slots():
-                words.fence()  # WRITING is visible before any frame byte changes
-                self._next = slot + 1
-                return slot
-            words.store(state, old)  # a reader pinned it between our scans
-        raise SegmentCorrupt(f"stream {self.layout.name!r}: no free slot; the reader table is corrupt")
+            if slot in self._held_slots():
+                words.store(state, old)  # pinned between our scans; no byte was written
+                return None
+            words.fence()  # WRITING is visible before any frame byte changes
+            self._next = slot + 1
+            return slot
+        return None
 
     def commit(self, slot: int, seq: int, timestamp_ns: int, wall_ns: int, meta: bytes) -> None:
         """Publish the claimed slot as frame `seq` and wake sleeping readers."""
@@ -123,9 +138,8 @@ class Ring:
         SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta))
         if meta:
             mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
-        # Steps 3-4 in one call: fence (every frame byte, non-temporal memcpy stores too, before
-        # the state), state = seq, LATEST (release), WAKE += 1, futex-wake if anyone sleeps.
-        self.words.publish(self._states[slot], seq, LATEST, (seq << SLOT_BITS) | slot, WAKE, WAITERS)
+        # Steps 3-4 in one call: fence, state = seq, LATEST, WAKE += 1, wake sleepers if any.
+        self.words.publish(self._states[slot], seq, LATEST, pack_latest(seq, slot), WAKE, WAITERS)
 
     def abandon(self, slot: int) -> None:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
@@ -146,38 +160,40 @@ class Ring:
         return held
 
     def _reap_dead_holders(self) -> None:
-        """Clear holds left by readers that died; at most once a second."""
+        """Clear holds left by readers that died; at most once a second.
+
+        The writer takes the entry's lock itself while clearing, so no new reader can own the
+        entry (and pin a frame through it) between our check and our store."""
         now = time.monotonic_ns()
         if now - self._last_reap < REAP_INTERVAL_NS:
             return
         self._last_reap = now
         for entry, offset in enumerate(self._holds):
-            word = self.words.load_sc(offset)
-            if word and not self.segment.is_locked(READER_LOCK_BASE + entry):
-                # Only that exact word: a new owner of the entry may have pinned LATEST since.
-                self.words.compare_exchange(offset, word, 0)
+            if self.words.load_sc(offset) and self.segment.try_lock(READER_LOCK_BASE + entry):
+                self.words.store_sc(offset, 0)
+                self.segment.unlock(READER_LOCK_BASE + entry)
 
     # -- readers --------------------------------------------------------------------------------
 
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int, word: int = -1) -> int:
-        """Pin the newest frame into hold word `hold`; its LATEST word, or 0 if none yet.
-
-        `word`: a value of LATEST the caller has just loaded (acquire), tried first.
-        """
+    def pin_latest(self, hold: int) -> tuple[int, int, int, bytes]:
+        """Pin the newest frame into hold word `hold`: (its LATEST word, timestamp ns, wall ns,
+        meta); word 0 if nothing is published yet."""
+        layout = self.layout
+        word, timestamp_ns, wall_ns, meta_len = self.words.pin(
+            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride
+        )
         if word < 0:
-            word = self.words.load(LATEST)
-        # store_sc(hold, word); accept if load_sc(state of its slot) == its seq; else reload
-        # LATEST (acquire) and retry; all in one call
-        pinned = self.words.pin(hold, LATEST, SLOT_STATES, self.layout.slot_count, word)
-        if pinned == -1:
-            self._checked(self.words.load(LATEST))  # raises, naming the slot
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: the latest frame points beyond the slots")
-        if pinned == -2:
-            self._check_progress(word, word)  # raises: LATEST did not move, yet its slot disagrees
-        return pinned
+            self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
+            raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
+        if not meta_len:
+            return word, timestamp_ns, wall_ns, b""
+        slot = word & SLOT_MASK
+        self._checked_header(slot, (0, 0, 0, meta_len))
+        start = self._slots[slot] + SLOT_META
+        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len]
 
     def unpin(self, hold: int) -> None:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
@@ -197,20 +213,6 @@ class Ring:
                 return word, self._checked_header(slot, header), meta
             self._check_progress(word, previous)
             previous = word
-
-    def read_pinned(self, word: int) -> tuple[tuple[int, int, int, int], bytes]:
-        """Slot header and meta of the frame this reader pinned as `word` (stable while held)."""
-        slot = word & SLOT_MASK  # in range: pin_latest checked it
-        start = self._slots[slot]
-        header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
-        if header[0] != word >> SLOT_BITS:
-            raise SegmentCorrupt(
-                f"stream {self.layout.name!r}: slot {slot} holds seq {header[0]}, not {word >> SLOT_BITS}"
-            )
-        if not header[3]:
-            return header, b""
-        self._checked_header(slot, header)
-        return header, self.segment.map[start + SLOT_META : start + SLOT_META + header[3]]
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
         start = self._slots[slot]
@@ -248,14 +250,7 @@ class Ring:
         """Sleep until WAKE differs from `seen` (or `timeout` seconds); no lost wake-ups:
         WAITERS is raised before the kernel compares WAKE, and the writer bumps WAKE before
         reading WAITERS (seq-cst on both sides)."""
-        # WAITERS += 1, fence (aarch64: the kernel's plain load of WAKE must not pass the
-        # increment), futex-wait, WAITERS -= 1: one call
         self.words.sleep(WAKE, WAITERS, seen & U32, timeout)
-
-    def close(self) -> None:
-        """Drop this ring's own references to the mapping (frames handed out keep theirs)."""
-        del self.frames
-        self.words.release()
 
 
 def _c_strides(layout: Layout) -> tuple[int, ...]:

@@ -1,8 +1,17 @@
 """One POSIX shared-memory object: exclusive creation, safe opening, mapping and liveness locks.
 
-Liveness uses open-file-description byte-range locks (F_OFD_SETLK) on the segment's own fd.
-The kernel releases them when the holder dies, so a SIGKILLed writer or reader is detected
-without PIDs (immune to PID reuse and PID namespaces), the way iceoryx2 detects dead nodes.
+Liveness uses open-file-description byte-range locks (F_OFD_SETLK). The kernel releases them
+when the holder dies, so a SIGKILLed writer or reader is detected without PIDs (immune to PID
+reuse and PID namespaces), the way iceoryx2 detects dead nodes.
+
+Each Segment uses two open file descriptions of the object: `fd` carries the locks, and a
+second one backs the mapping (mmap keeps its own duplicate of it). So the locks go away exactly
+when `fd` is closed, although arrays may keep the mapping alive for longer, and a forked child
+can drop its inherited copy of `fd` without touching the parent's locks.
+
+The mapping itself is never unmapped explicitly: numpy arrays on it hold no buffer export, so an
+explicit munmap could leave a caller's frame pointing at nothing. It goes when its last
+reference (segment, ring or frame) does.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ import grp
 import logging
 import mmap
 import os
+import stat
 import struct
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import posix_ipc
 
@@ -30,9 +41,13 @@ _FLOCK = struct.Struct("hhqqi4x")
 _MODE_PRIVATE = 0o600
 _MODE_GROUP = 0o660
 _CREATE_ATTEMPTS = 5
+MADV_POPULATE_READ = 22  # Linux >= 5.14; older kernels refuse it and pages fault in on first use
+
+# Lock fds of every open segment, so a forked child can close its inherited copies.
+_open_segments: weakref.WeakSet[Segment] = weakref.WeakSet()
 
 
-@dataclass
+@dataclass(eq=False)
 class Segment:
     """A mapped segment and the open file description its locks live on."""
 
@@ -42,6 +57,12 @@ class Segment:
     size: int
     inode: int
     owner_uid: int
+    _finalizer: weakref.finalize[[int], Segment] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # An owner that forgets close() still gets its fd closed (and its locks dropped) when freed.
+        self._finalizer = weakref.finalize(self, os.close, self.fd)
+        _open_segments.add(self)
 
     @classmethod
     def create(cls, name: str, size: int, group: str | int | None = None) -> Segment:
@@ -53,19 +74,18 @@ class Segment:
         mode = _MODE_GROUP if group is not None else _MODE_PRIVATE
         for _ in range(_CREATE_ATTEMPTS):
             try:
-                shm = posix_ipc.SharedMemory(shm_name(name), posix_ipc.O_CREX, mode=mode)
+                fd = posix_ipc.SharedMemory(shm_name(name), posix_ipc.O_CREX, mode=mode).fd
             except posix_ipc.ExistentialError:
                 _reclaim_stale(name)
                 continue
-            fd = shm.fd
             if not try_lock(fd, WRITER_LOCK_BYTE):
-                os.close(fd)  # a racing writer reclaimed and replaced it between our calls
+                os.close(fd)  # a racing writer is reclaiming it as stale; start over
                 continue
             try:
                 _set_access(fd, mode, group)
                 _reserve(fd, name, size)
                 if os.stat(shm_path(name)).st_ino != os.fstat(fd).st_ino:
-                    raise FileNotFoundError  # a racing writer unlinked ours; start over
+                    raise FileNotFoundError  # unlinked by a racing reclaim before we locked it
             except FileNotFoundError:
                 os.close(fd)
                 continue
@@ -73,42 +93,52 @@ class Segment:
                 _unlink_quietly(name)
                 os.close(fd)
                 raise
-            return cls._mapped(name, fd, size)
+            return cls._mapped(name, fd, populate=True)
         raise WriterBusy(f"stream {name!r}: another writer keeps creating it at the same time")
 
     @classmethod
     def open(cls, name: str, *, readonly: bool = False) -> Segment:
-        """Open an existing segment; StreamNotFound if there is none.
-
-        The size comes from fstat (posix_ipc would re-truncate if given one).
-        """
+        """Open an existing segment: StreamNotFound if there is none, SegmentForeign if it is
+        not a regular file we may use. Pages are not touched until `prefault()`."""
+        # Not shm_open: O_NONBLOCK and the regular-file check keep a FIFO or device planted
+        # in /dev/shm from hanging us, O_NOFOLLOW a symlink from redirecting us.
+        access = os.O_RDONLY if readonly else os.O_RDWR
         try:
-            shm = posix_ipc.SharedMemory(shm_name(name), 0, read_only=readonly)
-        except posix_ipc.ExistentialError:
+            fd = os.open(shm_path(name), access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
             raise StreamNotFound(f"no stream named {name!r} on this box") from None
-        except posix_ipc.PermissionsError as exc:
-            raise SegmentForeign(f"stream {name!r}: permission denied on {shm_path(name)}") from exc
-        fd = shm.fd
+        except OSError as exc:
+            raise SegmentForeign(f"stream {name!r}: cannot open {shm_path(name)}: {exc.strerror}") from None
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SegmentForeign(f"stream {name!r}: {shm_path(name)} is not a regular file")
             if st.st_mode & 0o007:
                 raise SegmentForeign(f"stream {name!r}: {shm_path(name)} is world-accessible; refusing it")
-            return cls._mapped(name, fd, st.st_size, readonly=readonly)
+            return cls._mapped(name, fd, readonly=readonly)
         except BaseException:
             os.close(fd)
             raise
 
     @classmethod
-    def _mapped(cls, name: str, fd: int, size: int, readonly: bool = False) -> Segment:
+    def _mapped(cls, name: str, fd: int, *, readonly: bool = False, populate: bool = False) -> Segment:
         st = os.fstat(fd)
-        if size == 0:  # a writer between creation and sizing; mmap refuses zero length
+        if st.st_size == 0:  # a writer between creation and sizing; mmap refuses zero length
             return cls(name, fd, mmap.mmap(-1, 1), 0, st.st_ino, st.st_uid)
-        prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
-        # MAP_POPULATE maps every page now, so the first frames pay no page faults (a read-only
-        # look, as `framebus ls` takes, only touches the header).
-        flags = mmap.MAP_SHARED if readonly else mmap.MAP_SHARED | mmap.MAP_POPULATE
-        mapping = mmap.mmap(fd, size, flags=flags, prot=prot)
-        return cls(name, fd, mapping, size, st.st_ino, st.st_uid)
+        # A second open file description of the same inode backs the mapping (see module doc).
+        map_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY if readonly else os.O_RDWR)
+        try:
+            prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
+            flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
+            mapping = mmap.mmap(map_fd, st.st_size, flags=flags, prot=prot)
+        finally:
+            os.close(map_fd)
+        return cls(name, fd, mapping, st.st_size, st.st_ino, st.st_uid)
+
+    def prefault(self) -> None:
+        """Map every page now, so first reads of each slot pay no page faults."""
+        with contextlib.suppress(OSError):
+            self.map.madvise(MADV_POPULATE_READ)
 
     def try_lock(self, byte: int) -> bool:
         return try_lock(self.fd, byte)
@@ -117,17 +147,18 @@ class Segment:
         fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, byte, 1, 0))
 
     def is_locked(self, byte: int) -> bool:
-        """True if another open file description (a live process) holds the lock on `byte`."""
+        """True if another open file description (a live process) holds a lock on `byte`."""
         probe = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
         ltype = _FLOCK.unpack(fcntl.fcntl(self.fd, fcntl.F_OFD_GETLK, probe))[0]
         return bool(ltype != fcntl.F_UNLCK)
 
+    def resized(self) -> bool:
+        """True if someone changed the object's size since we mapped it (a SIGBUS hazard)."""
+        return os.fstat(self.fd).st_size != self.size
+
     def still_named(self) -> bool:
         """True while /dev/shm/framebus.<name> is still this segment (not unlinked or replaced)."""
-        try:
-            return os.stat(shm_path(self.name)).st_ino == self.inode
-        except FileNotFoundError:
-            return False
+        return inode_at(self.name) == self.inode
 
     def unlink(self) -> None:
         """Remove the name if it still refers to this segment (never a successor's)."""
@@ -135,16 +166,21 @@ class Segment:
             _unlink_quietly(self.name)
 
     def close(self) -> None:
-        """Unmap and close; the kernel drops this description's locks."""
-        # Frames handed out may still view the mapping: then it is unmapped when they are freed.
-        with contextlib.suppress(BufferError):
-            self.map.close()
-        os.close(self.fd)
+        """Close the lock fd, dropping this description's locks; the mapping outlives it while used."""
+        self._finalizer()
 
 
-def try_lock(fd: int, byte: int) -> bool:
+def inode_at(name: str) -> int | None:
+    """The inode now behind stream `name`, or None if there is none."""
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0))
+        return os.stat(shm_path(name)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def try_lock(fd: int, byte: int, kind: int = fcntl.F_WRLCK) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, byte, 1, 0))
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
@@ -153,7 +189,12 @@ def try_lock(fd: int, byte: int) -> bool:
 
 
 def _reclaim_stale(name: str) -> None:
-    """Unlink a segment whose writer is dead; raise if a live writer or another user owns it."""
+    """Unlink a segment whose writer is dead; raise if a live writer or another user owns it.
+
+    The writer byte stays locked (shared) across the check and the unlink, so a writer that
+    just created the object and has not locked it yet fails its own lock and starts over,
+    instead of both going on as writers.
+    """
     try:
         old = Segment.open(name, readonly=True)
     except StreamNotFound:
@@ -164,7 +205,7 @@ def _reclaim_stale(name: str) -> None:
                 f"stream {name!r}: {shm_path(name)} belongs to uid {old.owner_uid}; "
                 "framebus will not replace another user's segment"
             )
-        if old.is_locked(WRITER_LOCK_BYTE):
+        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
             raise WriterBusy(f"stream {name!r} already has a live writer")
         logger.info("stream %r: reclaiming the segment of a writer that died", name)
         old.unlink()
@@ -197,3 +238,16 @@ def _reserve(fd: int, name: str, size: int) -> None:
 def _unlink_quietly(name: str) -> None:
     with contextlib.suppress(posix_ipc.ExistentialError):
         posix_ipc.unlink_shared_memory(shm_name(name))
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: drop our copies of the lock fds, or a parent's death would go unseen
+    (the child would keep its writer or reader lock held). The parent's locks are untouched."""
+    for segment in list(_open_segments):
+        segment._finalizer.detach()
+        with contextlib.suppress(OSError):
+            os.close(segment.fd)
+        segment.fd = -1
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)

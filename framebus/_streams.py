@@ -19,6 +19,7 @@ from ._layout import (
     WRITER_LOCK_BYTE,
     WRITER_STATE,
     Layout,
+    writer_pid,
 )
 from ._names import SHM_DIR, SHM_PREFIX
 from ._segment import Segment
@@ -51,6 +52,8 @@ class StreamInfo:
     slots: int = 0
     segment_bytes: int = 0
     writer_alive: bool = False
+    #: The writer's pid at creation (in its own pid namespace).
+    writer_pid: int = 0
     stalled: bool = False
     published: int = 0
     #: Seconds since the newest frame was published (None before the first).
@@ -108,6 +111,7 @@ def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
         slots=layout.slot_count,
         segment_bytes=layout.total_size,
         writer_alive=alive,
+        writer_pid=writer_pid(memoryview(segment.map)),
         stalled=stalled,
         published=published,
         last_publish_age_s=age,

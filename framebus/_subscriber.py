@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
-from ._attachment import Attachment
-from ._errors import FramebusError, StreamNotFound, WriterGone
+from ._attachment import Attachment, NotReady
+from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
 from ._ring import SLOT_BITS, SLOT_MASK
+from ._segment import inode_at
+
+logger = logging.getLogger(__name__)
 
 LIVENESS_INTERVAL = 0.2  # s: how often a waiting or reading subscriber checks that the writer lives
 REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for a new one
-ATTACH_GRACE = 1.0  # s: how long the constructor waits for a writer that is still creating the stream
+UNLOCKED_GRACE = 0.05  # s: the same, when no writer holds the segment's lock
+ATTACH_GRACE = 5.0  # s: how long the constructor waits for a writer still allocating the stream
 
 
 class Subscriber:
@@ -45,9 +49,10 @@ class Subscriber:
         self._gone_reported = False
         self._next_check = 0.0
         self._last_seq = 0
-        self._held: Frame | None = None
-        self._held_word = 0
+        self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
+        self._current_word = 0  # its LATEST word
         self._executor: ThreadPoolExecutor | None = None
+        self._unusable_inode = 0  # a new writer's segment we could not attach to (logged once)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,6 +61,11 @@ class Subscriber:
     @property
     def dtype(self) -> np.dtype[np.generic]:
         return self._att.layout.dtype
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the writer declared (0.0 if it did not)."""
+        return self._att.layout.fps
 
     @property
     def writer_alive(self) -> bool:
@@ -76,25 +86,26 @@ class Subscriber:
 
         TimeoutError after `timeout` seconds; WriterGone once when the writer dies or closes.
         """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while True:
-                if self._closed or self._gone or time.monotonic() >= self._next_check:
-                    self._refresh(quick=True)  # between checks, skipped: a frame is a frame
-                    if self._gone:
-                        self._sleep_while_gone(deadline)
-                        continue
-                ring = self._att.ring
-                seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
-                word = ring.latest_word()
-                if word >> SLOT_BITS > self._last_seq:
-                    return self._read(word)
-                self._refresh()  # nothing new: is the writer still there?
-                if self._gone or ring is not self._att.ring:
-                    continue
+        while True:
+            with self._lock:  # not held while asleep: latest(), release() and close() stay free
+                self._refresh()
+                if self._gone:
+                    self._check_gone(deadline)
+                    ring, seen = None, 0
+                else:
+                    ring = self._att.ring
+                    seen = ring.wake_word()  # before LATEST: a publish after this load ends the sleep
+                    if ring.latest_word() >> SLOT_BITS > self._last_seq:
+                        return self._take()
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
+            if ring is None:
+                time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
+            else:
                 ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
 
     def __iter__(self) -> Iterator[Frame]:
@@ -102,12 +113,8 @@ class Subscriber:
         while not self._closed:
             try:
                 yield self.wait()
-            except WriterGone:
-                continue
-            except FramebusError:
-                if self._closed:
-                    return
-                raise
+            except FramebusError as exc:
+                self._raise_unless_iteration_goes_on(exc)
 
     async def wait_async(self, timeout: float | None = None) -> Frame:
         """`wait()` for asyncio/uvloop: sleeps in a helper thread, never blocking the event loop."""
@@ -125,12 +132,13 @@ class Subscriber:
         while not self._closed:
             try:
                 yield await self.wait_async()
-            except WriterGone:
-                continue
-            except FramebusError:
-                if self._closed:
-                    return
-                raise
+            except FramebusError as exc:
+                self._raise_unless_iteration_goes_on(exc)
+
+    def _raise_unless_iteration_goes_on(self, exc: FramebusError) -> None:
+        """Iteration outlives writer restarts and ends quietly on close(); other errors escape."""
+        if not isinstance(exc, WriterGone) and not self._closed:
+            raise exc
 
     def close(self) -> None:
         """Detach: release the held frame and this subscriber's entry. Safe from any thread."""
@@ -139,7 +147,7 @@ class Subscriber:
         self._closed = True
         self._att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
-            self._held = None
+            self._current = None
             self._att.detach()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
@@ -160,84 +168,78 @@ class Subscriber:
         word = self._att.ring.latest_word()
         if word == 0:
             return None
-        if word == self._held_word and self._held is not None:
-            self._held.stale = self._gone or self._att.stalled()  # the same frame, as of now
-            return self._held
-        return self._read(word)
+        if word == self._current_word and self._current is not None:
+            self._current.stale = self._gone or self._att.stalled()  # the same frame, as of now
+            return self._current
+        return self._take()
 
-    def _read(self, word: int) -> Frame:
-        """Take the newest frame, starting from `word`, a LATEST value just loaded."""
+    def _take(self) -> Frame:
+        """Pin (or copy) the newest frame; the caller has seen that one is published."""
         att = self._att
         if self.copy:
-            out = np.empty(att.layout.shape, att.layout.dtype)
-            word, header, meta = att.ring.copy_latest(out)
-            return self._frame(out, word, header, meta, None)
-        word = att.ring.pin_latest(att.hold, word)
-        header, meta = att.ring.read_pinned(word)
-        self._held_word = word
-        self._held = self._frame(att.ring.frames[word & SLOT_MASK], word, header, meta, self._release)
-        return self._held
-
-    def _frame(
-        self,
-        array: np.ndarray[Any, Any],
-        word: int,
-        header: tuple[int, int, int, int],
-        meta: bytes,
-        release: Any,
-    ) -> Frame:
+            array = np.empty(att.layout.shape, att.layout.dtype)
+            word, header, meta = att.ring.copy_latest(array)
+            timestamp_ns, wall_ns, release = header[1], header[2], None
+        else:
+            word, timestamp_ns, wall_ns, meta = att.ring.pin_latest(att.hold)
+            array, release = att.ring.frames[word & SLOT_MASK], self._release
         seq = word >> SLOT_BITS
-        missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
-        self._last_seq = seq
-        self._att.record_read(missed, holding=release is not None)
-        stale = self._gone or self._att.stalled()
-        return Frame(array, seq, header[1], header[2], meta, missed, stale, release)
+        missed = 0
+        if seq != self._last_seq:  # (the same frame again after release() is no new read)
+            missed = seq - self._last_seq - 1 if self._last_seq and seq > self._last_seq else 0
+            self._last_seq = seq
+            att.record_read(missed, holding=release is not None)
+        frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
+        self._current, self._current_word = frame, word
+        return frame
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
-            if frame is self._held and not self._closed:
+            if frame is self._current and not self._closed:
                 self._att.ring.unpin(self._att.hold)
-                self._held, self._held_word = None, 0
+                self._current, self._current_word = None, 0
 
-    def _refresh(self, quick: bool = False) -> None:
-        """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one.
-
-        `quick`: skip the closed-writer check between liveness checks; a frame already published
-        is read first and the closed writer is noticed before the next sleep.
-        """
+    def _refresh(self) -> None:
+        """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one."""
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the subscriber is closed")
         now = time.monotonic()
-        if now < self._next_check and (quick or not self._att.closed_by_writer()):
+        if now < self._next_check and not self._att.closed_by_writer():
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and not self._att.writer_alive():
+        if not self._gone and (self._att.segment.resized() or not self._att.writer_alive()):
+            # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
             self._gone, self._gone_reported = True, False
         if self._gone:
             self._try_reattach()
 
     def _try_reattach(self) -> None:
+        inode = inode_at(self.name)
+        if inode is None or inode == self._att.segment.inode:
+            return  # no new writer yet
         try:
-            new = Attachment.open(self.name, self.copy, unless_inode=self._att.segment.inode)
-        except FramebusError:
-            return  # nothing usable under that name yet
-        if new is None:
+            new = Attachment.open(self.name, self.copy)
+        except NotReady:
+            return
+        except FramebusError as exc:
+            if inode != self._unusable_inode:  # say it once per segment, then keep looking
+                self._unusable_inode = inode
+                logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
         old, self._att = self._att, new
-        self._held, self._held_word, self._last_seq = None, 0, 0
+        self._current, self._current_word, self._last_seq = None, 0, 0
         self._gone = False
         old.detach()
 
-    def _sleep_while_gone(self, deadline: float | None) -> None:
+    def _check_gone(self, deadline: float | None) -> None:
+        """Report the writer's departure once; after that, only a timeout ends the wait."""
         if not self._gone_reported:
             self._gone_reported = True
             raise WriterGone(
                 f"stream {self.name!r}: the writer is gone; this subscriber resumes when it returns"
             )
-        remaining = _remaining(deadline)
-        if remaining <= 0:
+        if _remaining(deadline) <= 0:
             raise TimeoutError(f"stream {self.name!r}: no writer for the stream within the timeout")
-        time.sleep(min(remaining, REATTACH_POLL))
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -253,11 +255,14 @@ def _remaining(deadline: float | None) -> float:
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:
     """Attach now; if the writer is still creating the segment, wait up to ATTACH_GRACE for it."""
-    give_up = time.monotonic() + ATTACH_GRACE
+    start = time.monotonic()
     while True:
-        att = Attachment.open(name, copy)
-        if att is not None:
-            return att
-        if time.monotonic() > give_up:
-            raise StreamNotFound(f"stream {name!r} is still being created by its writer")
-        time.sleep(0.01)
+        try:
+            return Attachment.open(name, copy)
+        except NotReady as not_ready:
+            # A live writer may take a while to allocate a big ring; without one, only the
+            # microseconds between its create and its lock can explain an unpublished header.
+            waited = time.monotonic() - start
+            if waited > (ATTACH_GRACE if not_ready.writer_alive else UNLOCKED_GRACE):
+                return Attachment.open(name, copy, strict=True)
+            time.sleep(0.005)

@@ -93,3 +93,36 @@ def wait_one(name: str, ready: Event, results: Queue[Any]) -> None:
         except Exception as exc:
             seq = repr(exc)
         results.put((seq, time.process_time() - cpu))
+
+
+def read_frames_after_detach(name: str, replace_writer: Event) -> None:
+    """Keep zero-copy frames past close() and past a re-attach, then read them: must not crash."""
+    with framebus.Subscriber(name) as sub:
+        kept = sub.latest()
+    assert kept is not None
+    int(kept.array.sum())  # the subscriber is closed; the mapping must still be there
+    sub = framebus.Subscriber(name)
+    before = sub.latest()
+    assert before is not None
+    replace_writer.set()
+    while True:
+        try:
+            sub.wait(timeout=30)
+            break
+        except framebus.WriterGone:
+            continue
+    int(before.array.sum())  # a frame of the old writer's segment, after the re-attach
+    sub.close()
+
+
+def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
+    """Publish, fork a child that outlives us (as multiprocessing's fork does), then hang."""
+    pub = framebus.Publisher(name, (4, 4), "uint8")
+    pub.publish(tagged_frame((4, 4), 1))
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(3600)
+        os._exit(0)
+    child_pid.put(pid)
+    ready.set()
+    time.sleep(3600)

@@ -120,6 +120,21 @@ def test_bad_arrays_raise_and_leave_the_stream_untouched(name: str) -> None:
         assert pub.publish(tagged_frame(SHAPE, 2)) == 2
 
 
+def test_bad_timestamps_and_a_publish_inside_a_loan_leave_the_stream_untouched(name: str) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        for bad in (-1, 1.5, 1 << 64, "now"):
+            with pytest.raises(ValueError, match="timestamp_ns"):
+                pub.publish(tagged_frame(SHAPE, 1), timestamp_ns=bad)  # type: ignore[arg-type]
+        with pub.loan() as buf:
+            buf[...] = 1
+            with pytest.raises(framebus.FramebusError, match="a loan is open"):
+                pub.publish(tagged_frame(SHAPE, 9))
+        frame = sub.latest()
+        assert frame is not None and frame.seq == 1 and frame.missed == 0
+        with pytest.raises(ValueError, match="timeout"):
+            sub.wait(timeout=float("nan"))
+
+
 def test_loan_commits_on_success_and_discards_on_error(name: str) -> None:
     with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
         with pub.loan(meta={"k": 1}) as buf:

@@ -91,6 +91,8 @@ def _with(data: bytes, offset: int, fmt: str, value: object) -> bytes:
         (48, "<I", 9, "shape"),
         (56, "<16s", b"|O", "dtype"),
         (56, "<16s", b"\xff\xfe", "dtype"),
+        (56, "<16s", b"|01", "dtype"),
+        (56, "<16s", b"a", "dtype"),
         (72, "<Q", 0, "shape"),
         (216, "<d", float("nan"), "fps"),
     ],
@@ -127,6 +129,41 @@ def test_truncated_segments_are_corrupt(size: int) -> None:
         framebus.Subscriber(name)
 
 
+def test_a_segment_of_the_wrong_size_is_corrupt() -> None:
+    with (
+        planted(VALID + bytes(4096)) as name,
+        pytest.raises(framebus.SegmentCorrupt, match="its header says"),
+    ):
+        framebus.Subscriber(name)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "symlink"])
+def test_odd_files_in_dev_shm_give_typed_errors_and_never_hang(kind: str) -> None:
+    name = unique_name("odd")
+    path = _path(name)
+    {"fifo": os.mkfifo, "dir": os.mkdir, "symlink": lambda p: os.symlink("/etc/hostname", p)}[kind](path)
+    try:
+        with pytest.raises(framebus.SegmentForeign):
+            framebus.Subscriber(name)
+        with pytest.raises(framebus.SegmentForeign):
+            framebus.Publisher(name, SHAPE)
+        (info,) = [s for s in framebus.streams() if s.name == name]
+        assert info.error is not None
+    finally:
+        (os.rmdir if kind == "dir" else os.unlink)(path)
+
+
+def test_corrupt_frame_meta_is_a_typed_error() -> None:
+    slot = struct.unpack_from("<Q", VALID, LATEST)[0] & 0xFF
+    stride = struct.unpack_from("<Q", VALID, 16)[0]
+    meta_at = HEADER_SIZE + slot * stride + 64
+    with planted(_with(VALID, meta_at, "<7s", b"{nope}")) as name, framebus.Subscriber(name) as sub:
+        frame = sub.latest()
+        assert frame is not None
+        with pytest.raises(framebus.SegmentCorrupt, match="not valid JSON"):
+            _ = frame.meta
+
+
 def test_world_accessible_segment_is_refused() -> None:
     with planted(VALID, mode=0o666) as name, pytest.raises(framebus.SegmentForeign, match="world"):
         framebus.Subscriber(name)
@@ -141,7 +178,7 @@ def test_another_users_segment_is_not_replaced() -> None:
         assert os.path.exists(_path(name))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(
         st.tuples(st.integers(0, HEADER_SIZE + 200), st.integers(0, 255)), min_size=1, max_size=12

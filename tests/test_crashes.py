@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import framebus
-from _workers import hold_and_freeze, write_then_hang_mid_frame, write_until_killed
+from _workers import (
+    hold_and_freeze,
+    publish_then_fork,
+    read_frames_after_detach,
+    write_then_hang_mid_frame,
+    write_until_killed,
+)
 from framebus.testing import frame_is_intact, tagged_frame
 from mp import CTX, children
 
@@ -121,6 +127,8 @@ def test_reader_dying_or_stopped_while_holding_never_blocks_the_writer(name: str
             assert not [s for s in info.subscribers if s.mode == "view"]  # entries released by the kernel
             time.sleep(1.1)
             pub.publish(tagged_frame(SHAPE, pub.published + 1))  # the writer reaps the dead holds
+            holds = [pub._ring.words.load(pub.layout.reader_offset(e)) for e in range(4)]
+            assert holds == [0, 0, 0, 0]
             subs = [framebus.Subscriber(name) for _ in range(4)]  # every holder entry is free again
             for sub in subs:
                 sub.close()
@@ -128,3 +136,45 @@ def test_reader_dying_or_stopped_while_holding_never_blocks_the_writer(name: str
             assert len([s for s in info.subscribers if s.mode == "view"]) == 4
             for proc in holders:
                 os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+
+def test_frames_kept_past_close_and_reattach_stay_readable(name: str) -> None:
+    replace = CTX.Event()
+    pub = framebus.Publisher(name, SHAPE)
+    pub.publish(tagged_frame(SHAPE, 1))
+    with children() as start:
+        reader = start(read_frames_after_detach, name, replace)
+        assert replace.wait(30)
+        pub.close()
+        with framebus.Publisher(name, SHAPE) as again:
+            while reader.is_alive():
+                again.publish(tagged_frame(SHAPE, again.published + 1))
+                reader.join(0.05)
+        assert reader.exitcode == 0, f"the reader died with {reader.exitcode} (-11 is SIGSEGV)"
+
+
+def test_a_forked_child_does_not_keep_a_dead_writer_alive(name: str) -> None:
+    ready, pids = CTX.Event(), CTX.Queue()
+    with children() as start:
+        writer = start(publish_then_fork, name, ready, pids)
+        assert ready.wait(30)
+        forked = pids.get(timeout=10)
+        try:
+            os.kill(writer.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            deadline = time.monotonic() + 10
+            while writer.is_alive() and time.monotonic() < deadline:  # (join() would wait for the
+                time.sleep(0.01)  # grandchild, which holds the writer's sentinel pipe)
+            with framebus.Publisher(name, (4, 4)) as pub:  # not WriterBusy: the child let go
+                assert pub.publish(np.zeros((4, 4), np.uint8)) == 1
+        finally:
+            os.kill(forked, signal.SIGKILL)
+    pids.close()
+
+
+def test_a_resized_segment_is_dropped_before_it_can_sigbus(name: str) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        assert sub.wait(timeout=5).seq == 1
+        os.truncate(f"/dev/shm/framebus.{name}", os.stat(f"/dev/shm/framebus.{name}").st_size + 4096)
+        with pytest.raises(framebus.WriterGone):
+            sub.wait(timeout=10)

@@ -44,6 +44,7 @@ def test_no_lost_wake_ups_under_a_racing_writer(name: str) -> None:
                 got.append(sub.wait(timeout=10).seq)
 
         thread = threading.Thread(target=reader)
+        began = time.monotonic()
         thread.start()
         for seq in range(1, rounds + 1):
             while len(got) < seq - 1:  # publish only once the previous frame was taken
@@ -52,6 +53,8 @@ def test_no_lost_wake_ups_under_a_racing_writer(name: str) -> None:
         thread.join(60)
         assert not thread.is_alive()
     assert got == list(range(1, rounds + 1))
+    # A lost wake-up costs a whole liveness interval (0.2 s): losing them all would take 400 s.
+    assert time.monotonic() - began < 60
 
 
 def test_wait_timeout_and_close_from_another_thread(name: str) -> None:

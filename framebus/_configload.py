@@ -1,0 +1,320 @@
+"""Reading a topology file: YAML or TOML to models, cross-references, and the memory budget.
+
+Every problem found is collected into one :class:`ConfigError` whose message lists them all,
+each prefixed with its field path (``streams[1].source.fourcc``), so one ``framebus check``
+run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ._errors import ConfigError
+from ._names import SHM_DIR, SHM_PREFIX
+from .config import Topology
+
+__all__ = ["check_memory", "check_references", "load_config", "parse_config"]
+
+_MIB = 1024 * 1024
+_TAGS = frozenset(
+    {"camera", "file", "url", "synthetic", "imu", "depth", "derived", "command"}
+)  # discriminator values pydantic puts into error locations; dropped from paths
+
+
+def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topology:
+    """Read, validate and budget-check the topology in `path`; ConfigError lists every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
+    problems = check_memory(topology, shm_dir=shm_dir)
+    if problems:
+        raise _invalid(str(path), problems)
+    return topology
+
+
+def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -> Topology:
+    """Parse and validate one topology document (no memory check); ConfigError on any problem."""
+    data = _parse_toml(text, filename) if toml else _parse_yaml(text, filename)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}: the top level must be a mapping with a 'streams' list")
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        # Report name problems too, read from the raw data as far as it makes sense.
+        problems = _pydantic_problems(exc, data) + _reference_problems(_raw_names(data))
+        raise _invalid(filename, problems) from None
+    problems = check_references(topology)
+    if problems:
+        raise _invalid(filename, problems)
+    return topology
+
+
+def check_references(topology: Topology) -> list[str]:
+    """Problems with names across sections: duplicates, unknown streams, pipeline cycles."""
+    return _reference_problems(
+        _Names(
+            streams=[(s.name, s.captured()) for s in topology.streams],
+            subscribers=[(s.name, list(s.reads), list(s.publishes)) for s in topology.subscribers],
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The names that cross-reference each other, from the models or from raw data."""
+
+    streams: list[tuple[str, bool]]  # (name, captured by the daemon)
+    subscribers: list[tuple[str, list[str], list[str]]]  # (name, reads, publishes)
+
+
+def _raw_names(data: dict[str, Any]) -> _Names:
+    def strings(value: object) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def items(section: str) -> list[dict[str, Any]]:
+        value = data.get(section)
+        return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
+
+    streams = [
+        (s["name"], not (isinstance(s.get("source"), dict) and s["source"].get("kind") == "derived"))
+        for s in items("streams")
+        if isinstance(s.get("name"), str)
+    ]
+    subscribers = [
+        (s["name"], strings(s.get("reads")), strings(s.get("publishes")))
+        for s in items("subscribers")
+        if isinstance(s.get("name"), str)
+    ]
+    return _Names(streams, subscribers)
+
+
+def _reference_problems(names: _Names) -> list[str]:
+    problems = _duplicates("stream", [name for name, _ in names.streams])
+    problems += _duplicates("subscriber", [name for name, _, _ in names.subscribers])
+    captured = dict(names.streams)
+    writers: dict[str, list[str]] = {}
+    for i, (sub, reads, publishes) in enumerate(names.subscribers):
+        problems += _subscriber_references(
+            f"subscribers[{i}] (subscriber {sub!r})", reads, publishes, captured
+        )
+        for name in publishes:
+            writers.setdefault(name, []).append(sub)
+    for i, (name, is_captured) in enumerate(names.streams):
+        owners = writers.get(name, [])
+        if not is_captured and len(owners) != 1:
+            who = "none" if not owners else ", ".join(repr(o) for o in owners)
+            problems.append(
+                f"streams[{i}] (stream {name!r}): a derived stream needs exactly one subscriber "
+                f"that lists it under 'publishes', found {who}"
+            )
+    cycle = _find_cycle(names.subscribers)
+    if cycle:
+        problems.append(
+            "subscribers: pipeline cycle "
+            + " -> ".join(cycle)
+            + " (each reads a stream the previous publishes)"
+        )
+    return problems
+
+
+def check_memory(
+    topology: Topology,
+    *,
+    shm_dir: str = SHM_DIR,
+    ring_bytes: Callable[[tuple[int, ...], str, int], int] | None = None,
+) -> list[str]:
+    """Problems if the rings of every stream do not fit in the free space of `shm_dir`.
+
+    Segments that already exist under the same names count as free: starting or reloading the
+    daemon replaces them.
+    """
+    if ring_bytes is None:
+        from . import ring_bytes as core_ring_bytes
+
+        ring_bytes = core_ring_bytes
+    need = sum(ring_bytes(s.shape(), s.dtype(), s.slots) for s in topology.streams)
+    try:
+        stat = os.statvfs(shm_dir)
+    except OSError as exc:
+        return [f"memory: cannot inspect {shm_dir}: {exc.strerror or exc}"]
+    free = stat.f_bavail * stat.f_frsize + _existing_bytes(shm_dir, (s.name for s in topology.streams))
+    if need <= free:
+        return []
+    total = stat.f_blocks * stat.f_frsize
+    suggest = -(-need * 5 // 4 // _MIB)  # MiB, rounded up, with 25% headroom
+    return [
+        f"memory: the streams' rings need {need / _MIB:.1f} MiB of shared memory but {shm_dir} has only "
+        f"{free / _MIB:.1f} MiB free (size {total / _MIB:.0f} MiB). Fix: use fewer slots or smaller "
+        f"frames, or enlarge {shm_dir}: 'mount -o remount,size={suggest}M {shm_dir}', or in Docker "
+        f"'--shm-size={suggest}m' (the default is 64 MiB)"
+    ]
+
+
+def _existing_bytes(shm_dir: str, names: Iterable[str]) -> int:
+    total = 0
+    for name in names:
+        try:
+            total += os.stat(os.path.join(shm_dir, SHM_PREFIX + name)).st_blocks * 512
+        except OSError:
+            continue
+    return total
+
+
+def _subscriber_references(
+    where: str, reads: list[str], publishes: list[str], captured: dict[str, bool]
+) -> list[str]:
+    problems = []
+    for field, names in (("reads", reads), ("publishes", publishes)):
+        for j, name in enumerate(names):
+            if name not in captured:
+                problems.append(f"{where}.{field}[{j}]: unknown stream {name!r}")
+            elif field == "publishes" and captured[name]:
+                problems.append(
+                    f"{where}.publishes[{j}]: stream {name!r} is captured by the daemon; a subscriber "
+                    "can only publish a stream whose source is 'derived'"
+                )
+    return problems
+
+
+def _duplicates(noun: str, names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(
+                f"{noun}s[{i}].name: duplicate {noun} name {name!r} (first used at {noun}s[{seen[name]}])"
+            )
+        else:
+            seen[name] = i
+    return problems
+
+
+def _find_cycle(subscribers: Sequence[tuple[str, list[str], list[str]]]) -> list[str]:
+    """One cycle of subscriber names (first name repeated last), or [] if the pipelines are acyclic."""
+    readers: dict[str, list[str]] = {}
+    for name, reads, _ in subscribers:
+        for stream in reads:
+            readers.setdefault(stream, []).append(name)
+    feeds = {name: sorted({r for out in pub for r in readers.get(out, [])}) for name, _, pub in subscribers}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in feeds.get(node, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for name in feeds:
+        if name not in state and (cycle := visit(name)):
+            return cycle
+    return []
+
+
+def _pydantic_problems(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = _path(error["loc"], data)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def _path(loc: Sequence[int | str], data: dict[str, Any]) -> str:
+    """`streams[0].source.fourcc`, plus the item's name when the item has one."""
+    parts: list[str] = []
+    named = ""
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            if i == 1 and isinstance(loc[0], str):
+                named = _item_name(data, loc[0], item)
+        elif item in _TAGS and i > 0 and (loc[i - 1] == "source" or isinstance(loc[i - 1], int)):
+            continue
+        else:
+            parts.append(("." if parts else "") + item)
+    text = "".join(parts)
+    noun = {"streams": "stream", "subscribers": "subscriber"}.get(str(loc[0]), "item")
+    return f"{text} ({noun} {named!r})" if named else text
+
+
+def _item_name(data: dict[str, Any], section: str, index: int) -> str:
+    items = data.get(section)
+    if isinstance(items, list) and index < len(items) and isinstance(items[index], dict):
+        name = items[index].get("name")
+        if isinstance(name, str):
+            return name
+    return ""
+
+
+def _invalid(filename: str, problems: list[str]) -> ConfigError:
+    noun = "problem" if len(problems) == 1 else "problems"
+    message = f"{filename}: {len(problems)} {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
+    return ConfigError(message, tuple(problems))
+
+
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml ships no type stubs
+    """A SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        seen[key] = True
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node))
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str, filename: str) -> object:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"{filename}: YAML syntax error at {where}: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{filename}: YAML error: {exc}") from None
+
+
+def _parse_toml(text: str, filename: str) -> object:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{filename}: TOML syntax error: {exc}") from None
+    raise ConfigError(f"{filename}: TOML configs need Python 3.11 or later; use YAML")

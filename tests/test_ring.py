@@ -1,0 +1,106 @@
+"""The ring protocol's own corner cases, driven step by step on a real segment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import framebus
+from framebus._layout import LATEST, WAITERS
+from framebus._ring import pack_latest, unpack_latest
+from framebus.testing import frame_is_intact, tagged_frame
+
+SHAPE = (8, 8)
+
+
+class RacingReader:
+    """Stands in for the ring's ControlWords and, on the writer's first claim attempt, lands a
+    reader's hold on the very slot being claimed: the interleaving where a reader read LATEST
+    before the writer's previous commit and stores its hold between the writer's two scans."""
+
+    def __init__(self, words: Any, hold: int, slots: int) -> None:
+        self._words, self._hold, self._slots = words, hold, slots
+        self.claimed: list[int] = []
+        self.raced = False
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._words, attr)
+
+    def exchange(self, offset: int, value: int) -> int:
+        slot = (offset - framebus._layout.SLOT_STATES) // 8
+        if not self.raced:
+            self.raced = True
+            seq = self._words.load(offset)
+            self._words.store_sc(self._hold, pack_latest(seq, slot))
+        self.claimed.append(slot)
+        result: int = self._words.exchange(offset, value)
+        return result
+
+
+def test_writer_rescans_when_a_reader_pins_the_slot_it_is_claiming(name: str) -> None:
+    with framebus.Publisher(name, SHAPE, slots=3) as pub, framebus.Subscriber(name) as sub:
+        for seq in (1, 2, 3):  # every slot has held a frame (a hold names a real seq)
+            pub.publish(tagged_frame(SHAPE, seq))
+        ring = pub._ring
+        racer = RacingReader(ring.words, sub._att.hold, 3)
+        ring.words = racer  # type: ignore[assignment]
+        try:
+            pub.publish(tagged_frame(SHAPE, 4))  # must neither raise nor use the pinned slot
+        finally:
+            ring.words = racer._words
+        pinned_slot = racer.claimed[0]
+        assert racer.claimed[1] != pinned_slot
+        assert ring.words.load(ring.layout.state_offset(pinned_slot)) == 1  # put back untouched
+        frame = sub.latest()
+        assert frame is not None and frame.seq == 4 and frame_is_intact(frame.array, 4)
+
+
+def test_the_latest_slot_is_never_claimed(name: str) -> None:
+    with framebus.Publisher(name, SHAPE, slots=3) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        held = sub.latest()  # one holder: only one slot is ever free for the writer
+        assert held is not None
+        ring = pub._ring
+        for seq in range(2, 50):
+            latest_slot = unpack_latest(ring.words.load(LATEST))[1]
+            slot = ring.claim()
+            assert slot != latest_slot and slot != unpack_latest(sub._att.ring.words.load(sub._att.hold))[1]
+            ring.commit(slot, seq, time.monotonic_ns(), time.time_ns(), b"")
+        assert frame_is_intact(held.array, 1)
+
+
+def test_release_clears_the_hold_and_wait_leaves_no_waiter_behind(name: str) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        words = pub._ring.words
+        pub.publish(tagged_frame(SHAPE, 1))
+        frame = sub.latest()
+        assert frame is not None and words.load(sub._att.hold) != 0
+        frame.release()
+        assert words.load(sub._att.hold) == 0
+
+        def publish_soon() -> None:
+            time.sleep(0.1)
+            pub.publish(tagged_frame(SHAPE, 2))
+
+        thread = threading.Thread(target=publish_soon)
+        thread.start()
+        assert sub.wait(timeout=10).seq == 2
+        thread.join(10)
+        assert words.load(WAITERS) == 0
+
+
+def test_latest_and_release_do_not_wait_for_a_sleeping_wait(name: str) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        first = sub.latest()
+        assert first is not None
+        waiter = threading.Thread(target=sub.wait, kwargs={"timeout": 10})
+        waiter.start()
+        time.sleep(0.1)  # the waiter is asleep in the kernel now
+        assert sub.latest() is first  # returns although wait() is still sleeping
+        first.release()
+        assert waiter.is_alive()
+        pub.publish(tagged_frame(SHAPE, 2))
+        waiter.join(10)
+        assert not waiter.is_alive()
