@@ -194,6 +194,12 @@ def write_plot(path: Path, summary: dict[str, Any]) -> str | None:
     return None
 
 
+NOISE = """\
+This is a shared 2-core VM: other engineers' test suites and benchmarks ran at the same time
+(see the load averages). The "p50 spread" column is (max - min) / median of a case's p50 over the
+runs. Latencies of 4 subscribers plus a publisher on 2 cores include run-queue waits.
+"""
+
 METHOD = """\
 - One process per publisher and per subscriber (multiprocessing, spawn); the transports share one
   tiny interface (`benchmarks/transports/`), so every one runs the same publisher and subscriber loop.
@@ -223,14 +229,20 @@ METHOD = """\
 """
 
 
+def _intro(meta: dict[str, Any]) -> str:
+    return (
+        f"`{meta['command']}`: {meta['runs']} run(s), {meta['seconds']:g} s measured per case after a 0.5 s\n"
+        "warm-up. Numbers are medians over the runs; every ratio is computed within one run, then its\n"
+        "median is judged."
+    )
+
+
 def markdown(meta: dict[str, Any], summary: dict[str, Any], checks: list[dict[str, Any]], plot: str) -> str:
     machine = "\n".join(f"| {k} | {v} |" for k, v in meta["machine"].items())
     failures = "\n".join(f"- **{t}**: {why}" for t, why in meta["failures"].items()) or "- none"
     return f"""# framebus benchmarks, {meta["date"]}
 
-`{meta["command"]}`: {meta["runs"]} run(s), {meta["seconds"]:g} s measured per case after a 0.5 s
-warm-up. Numbers are medians over the runs; every ratio is computed within one run, then its
-median is judged.
+{_intro(meta)}
 
 ## Machine
 
@@ -259,10 +271,7 @@ median is judged.
 
 ## Noise
 
-This is a shared 2-core VM: other engineers' test suites and benchmarks ran at the same time
-(see the load averages). The "p50 spread" column is (max - min) / median of a case's p50 over the
-runs. Latencies of 4 subscribers plus a publisher on 2 cores include run-queue waits.
-
+{NOISE}
 ## Method
 
 {METHOD}"""
