@@ -9,6 +9,7 @@ import time
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
+    COPY_READERS,
     HEADER_SIZE,
     HOLD,
     READER_LOCK_BASE,
@@ -25,6 +26,7 @@ from ._layout import (
 from ._ring import Ring
 from ._segment import Segment
 
+MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
 MODE_VIEW = 1
 MODE_COPY = 2
 
@@ -57,6 +59,9 @@ class Attachment:
         stats[PID], stats[MODE] = os.getpid(), MODE_COPY if copy else MODE_VIEW
         stats[ATTACHED_WALL_NS] = time.time_ns()
         _ALL_STATS.pack_into(segment.map, self._stats_at, *stats)
+        self.copy = copy
+        if copy:
+            self.ring.words.fetch_add(COPY_READERS, 1)
 
     @classmethod
     def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
@@ -102,6 +107,8 @@ class Attachment:
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
         self.ring.unpin(self.hold)
+        if self.copy:
+            self.ring.words.fetch_add(COPY_READERS, MINUS_ONE)
         self.segment.close()  # closing the lock fd drops the entry lock
 
 

@@ -5,7 +5,7 @@ A segment is one POSIX shared-memory object, /dev/shm/framebus.<name>:
     [0, HEADER_SIZE)   header page(s)
         0      descriptive header (_DESCRIPTION), immutable once the magic is set
         256..  control words, one cache line each (accessed only through _atomic)
-        576..  writer statistics (plain stores by the writer; torn reads harmless)
+        640..  writer statistics (plain stores by the writer; torn reads harmless)
         1024.. slot state words, 8 bytes per slot
         2048.. reader table, 64 bytes per entry
     then slot_count slots, each slot_stride bytes (a multiple of the page size):
@@ -53,12 +53,13 @@ WAKE = 320  # futex word: its low 32 bits change on every publish and on close
 WAITERS = 384  # number of subscribers sleeping on WAKE; publish skips the syscall at 0
 WRITER_STATE = 448  # WRITER_LIVE or WRITER_CLOSED
 STALLED = 512  # 1 while the source is stalled: the last frame is stale
+COPY_READERS = 576  # copy-mode subscribers attached (one left by a dead one only costs cache reuse)
 
 WRITER_LIVE = 1
 WRITER_CLOSED = 2
 
 # Writer statistics: published count, last publish (monotonic ns, wall ns), EWMA frame interval (ns).
-STATS = 576
+STATS = 640
 STATS_FIELDS = 4
 
 SLOT_STATES = 1024  # 8 bytes per slot: seq of the complete frame inside, or EMPTY / WRITING

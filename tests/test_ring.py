@@ -23,6 +23,7 @@ class RacingReader:
         self._words, self._hold, self._slots = words, hold, slots
         self.claimed: list[int] = []
         self.raced = False
+        self.pinned_seq = 0
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._words, attr)
@@ -31,8 +32,8 @@ class RacingReader:
         slot = (offset - framebus._layout.SLOT_STATES) // 8
         if not self.raced:
             self.raced = True
-            seq = self._words.load(offset)
-            self._words.store_sc(self._hold, pack_latest(seq, slot))
+            self.pinned_seq = self._words.load(offset)
+            self._words.store_sc(self._hold, pack_latest(self.pinned_seq, slot))
         self.claimed.append(slot)
         result: int = self._words.exchange(offset, value)
         return result
@@ -51,7 +52,8 @@ def test_writer_rescans_when_a_reader_pins_the_slot_it_is_claiming(name: str) ->
             ring.words = racer._words
         pinned_slot = racer.claimed[0]
         assert racer.claimed[1] != pinned_slot
-        assert ring.words.load(ring.layout.state_offset(pinned_slot)) == 1  # put back untouched
+        assert racer.pinned_seq > 0  # the race pinned a real frame
+        assert ring.words.load(ring.layout.state_offset(pinned_slot)) == racer.pinned_seq  # untouched
         frame = sub.latest()
         assert frame is not None and frame.seq == 4 and frame_is_intact(frame.array, 4)
 
@@ -104,3 +106,18 @@ def test_latest_and_release_do_not_wait_for_a_sleeping_wait(name: str) -> None:
         pub.publish(tagged_frame(SHAPE, 2))
         waiter.join(10)
         assert not waiter.is_alive()
+
+
+def test_the_writer_reuses_the_released_slot_unless_copy_readers_need_time(name: str) -> None:
+    def slots_used(pub: framebus.Publisher, frames: int) -> set[int]:
+        used = set()
+        for _ in range(frames):
+            pub.publish(tagged_frame(SHAPE, pub.published + 1))
+            used.add(unpack_latest(pub._ring.words.load(LATEST))[1])
+        return used
+
+    with framebus.Publisher(name, SHAPE, slots=6) as pub:
+        assert len(slots_used(pub, 12)) == 2  # cache-friendly: two slots take turns
+        with framebus.Subscriber(name, copy=True):
+            assert len(slots_used(pub, 12)) == 6  # a copy in flight gets the whole ring's time
+        assert len(slots_used(pub, 12)) == 2
