@@ -93,7 +93,8 @@ class Ring:
         )
         self.frames.flags.writeable = writable_frames
         self._next = 0  # writer: where the round-robin search for a free slot starts
-        self._previous = 0  # writer: the slot that was LATEST before the current one
+        self._latest = 0  # writer: the slot LATEST names (the writer alone changes it)
+        self._previous = 0  # writer: the slot that was LATEST before it
         self._last_reap = 0
 
     # -- writer ---------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class Ring:
         we try; then we rescan. Each holder can do that at most once per claim (its next pin
         reads the current LATEST, which we never claim), hence the bound on attempts.
         """
-        _, latest_slot = unpack_latest(self.words.load(LATEST))
+        latest_slot = self._latest
         for _ in range(self.layout.holder_count + 2):
             held = self._held_slots()
             if held:
@@ -143,7 +144,7 @@ class Ring:
         SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta))
         if meta:
             mapping[start + SLOT_META : start + SLOT_META + len(meta)] = meta
-        self._previous = unpack_latest(self.words.load(LATEST))[1]
+        self._previous, self._latest = self._latest, slot
         # Steps 3-4 in one call: fence, state = seq, LATEST, WAKE += 1, wake sleepers if any.
         self.words.publish(self._states[slot], seq, LATEST, pack_latest(seq, slot), WAKE, WAITERS)
 

@@ -14,7 +14,7 @@ from ..config import PixelFormat, StreamConfig
 from ._blocking import DeadlineWorker
 from .base import Captured, SourceError
 
-__all__ = ["FrameFitter", "GuardedCapture"]
+__all__ = ["DeviceSource", "FrameFitter", "GuardedCapture"]
 
 logger = logging.getLogger(__name__)
 _GRACE_S = 1.0  # extra seconds past OpenCV's own timeout before the deadline gives up on a call
@@ -95,3 +95,26 @@ class GuardedCapture:
         capture, self._capture = self._capture, None
         if capture is not None:
             self._worker.post(capture.release, "release")  # after any call still blocked in it
+
+
+class DeviceSource:
+    """A source whose frames come through a GuardedCapture as the device delivers them
+    (cameras, network streams): subclasses build `_capture` and may check more in open()."""
+
+    _capture: GuardedCapture
+
+    @property
+    def fps(self) -> float | None:
+        return None  # read() waits for the device's next frame
+
+    def open(self) -> None:
+        self._capture.open()
+
+    def read(self) -> Captured:
+        return self._capture.read()
+
+    def interrupt(self) -> None:
+        self._capture.interrupt()
+
+    def close(self) -> None:
+        self._capture.close()

@@ -8,13 +8,13 @@ from typing import Any
 import cv2
 
 from ..config import CameraSource, StreamConfig
-from ._opencv import GuardedCapture
-from .base import Captured, SourceError
+from ._opencv import DeviceSource, GuardedCapture
+from .base import SourceError
 
 __all__ = ["Camera"]
 
 
-class Camera:
+class Camera(DeviceSource):
     """Opens the device with the configured size, rate and FOURCC and a 1-frame driver queue.
 
     OpenCV's CAP_PROP_OPEN_TIMEOUT_MSEC / CAP_PROP_READ_TIMEOUT_MSEC only apply to the FFmpeg and
@@ -36,14 +36,10 @@ class Camera:
             self._config.read_timeout_s,
         )
 
-    @property
-    def fps(self) -> float | None:
-        return None  # read() waits for the device's next frame
-
     def open(self) -> None:
         if not os.path.exists(self._path):
             raise SourceError(f"camera {self._path}: no such device (unplugged?)")
-        self._capture.open()
+        super().open()
 
     def _open_device(self) -> Any:
         """Runs on the worker thread: open and configure the device."""
@@ -58,12 +54,3 @@ class Camera:
         capture.set(cv2.CAP_PROP_FPS, self._stream.fps)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, self._config.buffer_size)  # small: never a stale frame
         return capture
-
-    def read(self) -> Captured:
-        return self._capture.read()
-
-    def interrupt(self) -> None:
-        self._capture.interrupt()
-
-    def close(self) -> None:
-        self._capture.close()

@@ -7,13 +7,12 @@ from typing import Any
 import cv2
 
 from ..config import StreamConfig, UrlSource
-from ._opencv import GuardedCapture
-from .base import Captured
+from ._opencv import DeviceSource, GuardedCapture
 
 __all__ = ["NetworkCamera"]
 
 
-class NetworkCamera:
+class NetworkCamera(DeviceSource):
     """Opens the URL with FFmpeg's own open/read timeouts, backed by GuardedCapture's deadline.
 
     CAP_PROP_OPEN_TIMEOUT_MSEC and CAP_PROP_READ_TIMEOUT_MSEC must be passed as open() parameters
@@ -32,13 +31,6 @@ class NetworkCamera:
             self._config.read_timeout_s,
         )
 
-    @property
-    def fps(self) -> float | None:
-        return None  # read() waits for the camera's next frame
-
-    def open(self) -> None:
-        self._capture.open()
-
     def _open_url(self) -> Any:
         """Runs on the worker thread."""
         params = [
@@ -46,15 +38,6 @@ class NetworkCamera:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(self._config.read_timeout_s * 1000),
         ]  # fmt: skip
         return cv2.VideoCapture(self._config.url, cv2.CAP_FFMPEG, params)
-
-    def read(self) -> Captured:
-        return self._capture.read()
-
-    def interrupt(self) -> None:
-        self._capture.interrupt()
-
-    def close(self) -> None:
-        self._capture.close()
 
 
 def _redact(url: str) -> str:
