@@ -78,9 +78,9 @@ def run_daemon(count: int, seconds: float) -> tuple[float, float]:
 
 def generate_only(count: int, seconds: float) -> None:
     """Child mode: produce the frames exactly as the daemon's runners do, without publishing."""
-    from framebus._configload import parse_config
-    from framebus.sources import make_source
-    from framebus.sources.base import Pacer
+    from framebus.config import parse_config
+    from framebus.daemon.pacing import Pacer
+    from framebus.daemon.sources import make_source
 
     topology = parse_config(yaml.safe_dump(config([f"gen{i}" for i in range(count)])))
     stop = threading.Event()

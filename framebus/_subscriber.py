@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from ._frame import Frame
 from ._names import validate_name
 from ._ring import SLOT_BITS, SLOT_MASK
 from ._segment import inode_at
+
+if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
+    from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ class Subscriber:
 
     async def wait_async(self, timeout: float | None = None) -> Frame:
         """`wait()` for asyncio/uvloop: sleeps in a helper thread, never blocking the event loop."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -255,6 +259,8 @@ class Subscriber:
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"framebus-{self.name}")
         return self._executor
 

@@ -81,7 +81,7 @@ def _names_from_config() -> list[str]:
     path, me = os.environ.get("FRAMEBUS_CONFIG"), os.environ.get("FRAMEBUS_SUBSCRIBER")
     if not path or not me:
         return []
-    from framebus._configload import parse_config
+    from framebus.config import parse_config
 
     with open(path, encoding="utf-8") as file:
         topology = parse_config(file.read(), path)

@@ -72,15 +72,19 @@ class NotifySocket:
 
 
 class FramebusProcess:
-    """`python -m framebus ARGS...` with its output in a log file; always joined with a timeout."""
+    """`framebus ARGS...` with its output in a log file; always joined with a timeout."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._log_file = log.open("wb")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # The console script beside this interpreter: like `framebus ...` typed in a shell, it finds
+        # the installed package whatever folder it starts in.
+        program = str(Path(sys.executable).with_name("framebus"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus", *args], stdout=self._log_file, stderr=subprocess.STDOUT,
-            env=full_env, cwd=REPO,
+            [program, *args], stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
         )  # fmt: skip
 
     def output(self) -> str:
@@ -135,8 +139,10 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def running(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[FramebusProcess]:
-    process = FramebusProcess(args, tmp_path / "framebus.log", env)
+def running(
+    args: list[str], tmp_path: Path, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> Iterator[FramebusProcess]:
+    process = FramebusProcess(args, tmp_path / "framebus.log", env, cwd)
     try:
         yield process
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 import framebus
 from _daemonproc import JOIN_TIMEOUT_S, REPO, free_port, running, wait_until, write_config
-from framebus._cli import main
+from framebus.cli import main
 from framebus.testing import framebus_segments, unique_name
 
 CONFIG = REPO / "config"
@@ -118,6 +118,27 @@ def test_run_supervises_subscribers(tmp_path: Path) -> None:
     assert not {s for s in framebus_segments() if name in s}
 
 
+def test_run_from_a_folder_that_shadows_the_package(tmp_path: Path) -> None:
+    """A folder named framebus in the current directory (a clone, say) must not shadow the package."""
+    (tmp_path / "framebus").mkdir()  # what `python -m` would import as a namespace package
+    name = unique_name("shadow")
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [{"name": name, "source": {"kind": "synthetic"}, "width": 64, "height": 24, "fps": 30}],
+        "subscribers": [
+            {"kind": "command", "name": "rates", "reads": [name],
+             "command": ["{python}", "-m", "framebus_services.rates", "--interval", "0.3"]},
+        ],
+    }  # fmt: skip
+    config = write_config(tmp_path / "run.yaml", data)
+    with running(["run", "run.yaml"], tmp_path, cwd=tmp_path) as run:
+        wait_until(lambda: f"rates: {name} " in run.output(), 15, "rates output")
+        code, _ = run.stop(signal.SIGINT)
+        assert code == 0, run.output()
+    assert "restarting" not in run.output() and "AttributeError" not in run.output()
+    assert config.exists()
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -128,7 +149,7 @@ def _running(pid: int) -> bool:
 
 def test_console_script_entry_point() -> None:
     assert os.access(sys.executable, os.X_OK)
-    assert "framebus._cli:main" in (REPO / "pyproject.toml").read_text()
+    assert "framebus.cli:main" in (REPO / "pyproject.toml").read_text()
 
 
 def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from framebus._configload import check_memory, load_config, parse_config
 from framebus._errors import ConfigError
-from framebus.config import PixelFormat, StreamConfig, Topology
+from framebus.config import PixelFormat, StreamConfig, Topology, check_memory, load_config, parse_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 SYNTH = "{kind: synthetic}"

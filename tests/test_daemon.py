@@ -29,8 +29,8 @@ from _daemonproc import (
     wait_until,
     write_config,
 )
-from framebus._sdnotify import Notifier
-from framebus.sources.synthetic import decode_stamp
+from framebus.daemon.sdnotify import Notifier
+from framebus.daemon.sources.synthetic import decode_stamp
 from framebus.testing import framebus_segments, unique_name
 
 READY_TIMEOUT_S = 20.0

@@ -15,17 +15,17 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .config import CommandSubscriber, RestartMode
-from .sources.base import Backoff
+from ..config import RestartMode, SubscriberConfig
+from .pacing import Backoff
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "expand_argv"]
 
 logger = logging.getLogger(__name__)
 _STABLE_S = 10.0  # a child that ran this long before exiting restarts with the initial backoff
 
 
 class _Child:
-    def __init__(self, config: CommandSubscriber) -> None:
+    def __init__(self, config: SubscriberConfig) -> None:
         self.config = config
         self.process: asyncio.subprocess.Process | None = None
         self.task: asyncio.Task[None] | None = None
@@ -44,7 +44,7 @@ class Supervisor:
         """Each subscriber's current process id (None between restarts)."""
         return {name: c.process.pid if c.process else None for name, c in self._children.items()}
 
-    async def update(self, subscribers: Sequence[CommandSubscriber], timeout: float = 1.0) -> None:
+    async def update(self, subscribers: Sequence[SubscriberConfig], timeout: float = 1.0) -> None:
         """Start new and changed subscribers, stop removed and changed ones; keep the rest."""
         wanted = {s.name: s for s in subscribers}
         gone = [c for name, c in self._children.items() if wanted.get(name) != c.config]
@@ -103,7 +103,7 @@ class Supervisor:
     async def _run_once(self, child: _Child) -> int | None:
         """Run the command once; its exit code (negative: killed by that signal), None if it never ran."""
         config = child.config
-        argv = [arg.replace("{python}", sys.executable) for arg in config.command]
+        argv = expand_argv(config.argv())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
         env.update(FRAMEBUS_SUBSCRIBER=config.name, FRAMEBUS_CONFIG=self._config_path)
         try:
@@ -115,6 +115,22 @@ class Supervisor:
             return None
         logger.info("%s: started (pid %d)", config.name, child.process.pid)
         return await child.process.wait()
+
+
+# `python -m` puts the current directory first on sys.path, so a folder there named like the
+# package (a clone called framebus, say) would shadow the installed framebus in every subscriber.
+# Modules run through this instead, with that entry removed; sys.argv[0] becomes the module.
+_RUN_MODULE = (
+    "import runpy, sys; del sys.path[0], sys.argv[0]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+def expand_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` with '{python}' as this interpreter; `{python} -m MODULE` immune to the current folder."""
+    if len(argv) >= 3 and argv[0] == "{python}" and argv[1] == "-m":
+        return [sys.executable, "-c", _RUN_MODULE, *argv[2:]]
+    return [arg.replace("{python}", sys.executable) for arg in argv]
 
 
 def _should_restart(mode: RestartMode, returncode: int | None) -> bool:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from ..config import PixelFormat, StreamConfig, SyntheticSource
+from ...config import PixelFormat, StreamConfig, SyntheticSource
 from .base import Captured
 
 __all__ = ["STAMP_ROWS", "SyntheticVideo", "decode_stamp"]
@@ -56,10 +56,12 @@ def _canvas(height: int, width: int, fmt: PixelFormat) -> npt.NDArray[np.uint8]:
 class SyntheticVideo:
     """The `synthetic` source: a moving, self-stamped test pattern at the stream's rate."""
 
+    self_timed = False
+    media_fps: float | None = None
+
     def __init__(self, stream: StreamConfig) -> None:
         assert isinstance(stream.source, SyntheticSource)
         self._config = stream.source
-        self._fps = stream.fps
         self._height, self._width = stream.shape()[:2]
         self._format = stream.pixel_format() or PixelFormat.BGR8
         self._canvas: npt.NDArray[np.uint8] | None = None
@@ -67,10 +69,6 @@ class SyntheticVideo:
         channels = 3 if self._format in (PixelFormat.BGR8, PixelFormat.RGB8) else 1
         self._line = np.zeros(self._width * channels, dtype=np.uint8)  # scratch: one bar-code row
         self.seq = 0  # sequence number of the next frame
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
 
     def open(self) -> None:
         if self._canvas is None:

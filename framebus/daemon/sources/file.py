@@ -7,7 +7,7 @@ from typing import Any
 
 import cv2
 
-from ..config import FileSource, StreamConfig
+from ...config import FileSource, StreamConfig
 from ._opencv import FrameFitter
 from .base import Captured, SourceEnded, SourceError
 
@@ -17,18 +17,15 @@ __all__ = ["VideoFile"]
 class VideoFile:
     """Frames of a video file, paced at the stream's fps or at the file's own rate."""
 
+    self_timed = False
+
     def __init__(self, stream: StreamConfig) -> None:
         assert isinstance(stream.source, FileSource)
         self._config = stream.source
-        self._stream_fps = stream.fps
         self._fitter = FrameFitter(stream)
         self._capture: Any = None
-        self._fps: float | None = stream.fps
+        self.media_fps: float | None = None  # the file's stored rate, with pace: file
         self.loops = 0  # times the file wrapped around
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
 
     def open(self) -> None:
         path = self._config.path
@@ -41,7 +38,7 @@ class VideoFile:
         self._capture = capture
         if self._config.pace == "file":
             file_fps = float(capture.get(cv2.CAP_PROP_FPS))
-            self._fps = file_fps if 0 < file_fps <= 1000 else self._stream_fps
+            self.media_fps = file_fps if 0 < file_fps <= 1000 else None
 
     def read(self) -> Captured:
         capture = self._capture

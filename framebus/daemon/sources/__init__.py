@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import StreamConfig
+from ...config import StreamConfig
 from .base import Captured as Captured
 from .base import Source as Source
 from .base import SourceEnded as SourceEnded

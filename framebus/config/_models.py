@@ -4,7 +4,7 @@ One model per section, every model frozen and ``extra="forbid"`` so a typo is an
 silently ignored key. Sources and subscribers are discriminated unions on ``kind``: a new kind
 (the shipped recorder, analyzer and display) is one more model in the union, and every existing
 config stays valid. Loading from a file and the cross-reference and memory checks live in
-:mod:`framebus._configload`; this module only describes shapes and per-field rules.
+:mod:`framebus.config._load`; this module only describes shapes and per-field rules.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 import ipaddress
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ._names import NAME_PATTERN
+from .._names import NAME_PATTERN
 
 __all__ = [
     "CameraSource",
@@ -270,10 +270,21 @@ class CommandSubscriber(_Model):
             raise ValueError("the program (first element) must not be empty")
         return value
 
+    def argv(self) -> list[str]:
+        """The command line that runs it ('{python}' is expanded by whoever starts it)."""
+        return list(self.command)
+
 
 # Later kinds (recorder, analyzer, display) join this union; "command" configs keep working.
 # Union[] keeps a one-member union a union, so the discriminator applies today.
 SubscriberConfig = Annotated[Union[CommandSubscriber], Field(discriminator="kind")]  # noqa: UP007
+
+
+def kinds(union: object) -> frozenset[str]:
+    """The ``kind`` tags of a discriminated union such as SourceConfig or SubscriberConfig."""
+    members = get_args(union)[0]  # Annotated[Union[...], Field(...)]; a one-member Union is the model
+    models = get_args(members) or (members,)
+    return frozenset(tag for model in models for tag in get_args(model.model_fields["kind"].annotation))
 
 
 class HttpConfig(_Model):

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import numpy.typing as npt
 
-from .config import StreamConfig
+from ..config import StreamConfig
+from .pacing import Backoff, Pacer
 from .sources import Source, SourceEnded, SourceError, make_source
-from .sources.base import Backoff, Pacer
 
 __all__ = ["FrameSink", "RunnerStats", "StreamRunner", "StreamState"]
 
@@ -164,8 +164,7 @@ class StreamRunner:
             source.close()
 
     def _pump(self, source: Source) -> None:
-        fps = source.fps
-        pacer = Pacer(fps) if fps else None
+        pacer = None if source.self_timed else Pacer(source.media_fps or self.config.fps)
         while not self._stop.is_set():
             if pacer is not None and not pacer.wait(self._stop):
                 return

@@ -16,14 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import Publisher, streams
-from ._configload import load_config
-from ._errors import ConfigError, FramebusError
-from ._httpapi import HttpApi
-from ._runner import RunnerStats, StreamRunner, StreamState
-from ._sdnotify import Notifier
-from ._supervisor import Supervisor
-from .config import HttpConfig, StreamConfig, Topology
+from .. import Publisher, streams
+from .._errors import ConfigError, FramebusError
+from ..config import HttpConfig, StreamConfig, Topology, load_config
+from .httpapi import HttpApi
+from .runner import RunnerStats, StreamRunner, StreamState
+from .sdnotify import Notifier
+from .supervisor import Supervisor
 
 __all__ = ["Daemon"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._runner import RunnerStats, StreamState
+from .runner import RunnerStats, StreamState
 
 __all__ = ["HttpApi"]
 

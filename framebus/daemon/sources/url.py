@@ -6,7 +6,7 @@ from typing import Any
 
 import cv2
 
-from ..config import StreamConfig, UrlSource
+from ...config import StreamConfig, UrlSource
 from ._opencv import DeviceSource, GuardedCapture
 
 __all__ = ["NetworkCamera"]

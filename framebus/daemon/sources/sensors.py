@@ -8,7 +8,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from ..config import DepthSource, ImuSource, StreamConfig
+from ...config import DepthSource, ImuSource, StreamConfig
 from .base import Captured
 
 __all__ = ["SimulatedDepth", "SimulatedImu", "decode_depth_seq"]
@@ -23,20 +23,18 @@ class SimulatedImu:
     gyro x/y/z (rad/s). The device sways slowly so consumers see plausible, changing values.
     """
 
+    self_timed = False
+    media_fps: float | None = None
+
     def __init__(self, stream: StreamConfig) -> None:
         assert isinstance(stream.source, ImuSource)
         self._config = stream.source
-        self._fps = stream.fps
         count, columns = stream.shape()
         self._out = np.zeros((count, columns), dtype=np.float32)
         dt = 1.0 / self._config.rate_hz
         self._out[:, 0] = (np.arange(count) - (count - 1)) * dt  # the newest sample is at offset 0
         self._rng = np.random.default_rng()
         self._sample = 0  # samples produced so far: the simulated motion's clock
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
 
     def open(self) -> None:
         pass
@@ -71,10 +69,12 @@ class SimulatedDepth:
     significant first (see :func:`decode_depth_seq`).
     """
 
+    self_timed = False
+    media_fps: float | None = None
+
     def __init__(self, stream: StreamConfig) -> None:
         assert isinstance(stream.source, DepthSource)
         self._config = stream.source
-        self._fps = stream.fps
         height, width = stream.shape()
         near, far = self._config.min_mm, self._config.max_mm
         rows = np.linspace(far, near + (far - near) // 4, height, dtype=np.float32)
@@ -85,10 +85,6 @@ class SimulatedDepth:
         self._ball_depth = np.uint16(near + (far - near) // 3)
         self._out = np.empty_like(self._floor)
         self.seq = 0
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
 
     def open(self) -> None:
         pass

@@ -1,61 +1,13 @@
-"""What every source is: a tiny protocol, its errors, and monotonic-clock pacing and backoff."""
+"""Time on the monotonic clock: drift-free pacing of a capture loop, and exponential backoff."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-from .._errors import FramebusError
 from ..config import RetryPolicy
 
-__all__ = ["Backoff", "Captured", "Meta", "Pacer", "Source", "SourceEnded", "SourceError"]
-
-Meta = Mapping[str, "str | int | float"]
-
-
-class SourceError(FramebusError):
-    """The source failed (device gone, stream dead, file unreadable); the daemon retries it."""
-
-
-class SourceEnded(FramebusError):
-    """The source has no more frames and will have none (a video file played once)."""
-
-
-@dataclass(frozen=True)
-class Captured:
-    """One frame as a source produced it."""
-
-    array: npt.NDArray[np.generic]  # valid only until the source's next read()
-    timestamp_ns: int  # time.monotonic_ns() at capture
-    meta: Meta | None = None
-
-
-class Source(Protocol):
-    """Produces frames of one stream's shape and dtype.
-
-    The daemon calls open(), then read() until it raises, then close(), from one thread.
-    interrupt() is the one call made from another thread: it makes a blocked open() or read()
-    raise SourceError soon, so shutting down never waits for a dead device.
-    """
-
-    @property
-    def fps(self) -> float | None:
-        """The rate the caller should pace read() at, or None if read() itself waits for frames."""
-        ...
-
-    def open(self) -> None: ...
-
-    def read(self) -> Captured: ...
-
-    def interrupt(self) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = ["Backoff", "Pacer"]
 
 
 class Pacer:

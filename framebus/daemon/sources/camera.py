@@ -7,7 +7,7 @@ from typing import Any
 
 import cv2
 
-from ..config import CameraSource, StreamConfig
+from ...config import CameraSource, StreamConfig
 from ._opencv import DeviceSource, GuardedCapture
 from .base import SourceError
 

@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy.typing as npt
 
-from ..config import PixelFormat, StreamConfig
+from ...config import PixelFormat, StreamConfig
 from ._blocking import DeadlineWorker
 from .base import Captured, SourceError
 
@@ -103,9 +103,8 @@ class DeviceSource:
 
     _capture: GuardedCapture
 
-    @property
-    def fps(self) -> float | None:
-        return None  # read() waits for the device's next frame
+    self_timed = True  # read() waits for the device's next frame
+    media_fps: float | None = None
 
     def open(self) -> None:
         self._capture.open()

@@ -17,16 +17,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ._errors import ConfigError
-from ._names import SHM_DIR, SHM_PREFIX
-from .config import Topology
+from .._errors import ConfigError
+from .._names import SHM_DIR, SHM_PREFIX
+from ._models import SourceConfig, SubscriberConfig, Topology, kinds
 
 __all__ = ["check_memory", "check_references", "load_config", "parse_config"]
 
 _MIB = 1024 * 1024
-_TAGS = frozenset(
-    {"camera", "file", "url", "synthetic", "imu", "depth", "derived", "command"}
-)  # discriminator values pydantic puts into error locations; dropped from paths
+# Discriminator values pydantic puts into error locations; dropped from field paths.
+_TAGS = kinds(SourceConfig) | kinds(SubscriberConfig)
 
 
 def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topology:
@@ -142,7 +141,7 @@ def check_memory(
     daemon replaces them.
     """
     if ring_bytes is None:
-        from . import ring_bytes as core_ring_bytes
+        from .. import ring_bytes as core_ring_bytes
 
         ring_bytes = core_ring_bytes
     need = sum(ring_bytes(s.shape(), s.dtype(), s.slots) for s in topology.streams)

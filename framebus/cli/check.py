@@ -1,0 +1,28 @@
+"""``framebus check CONFIG``: validate a topology, including the /dev/shm memory budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._args import Commands, add_config_argument
+from ._exit import EXIT_OK
+
+__all__ = ["register"]
+
+
+def register(commands: Commands) -> None:
+    check = commands.add_parser("check", help="validate a config, including the /dev/shm memory budget")
+    add_config_argument(check)
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..config import load_config
+
+    topology = load_config(args.config)
+    captured = [s for s in topology.streams if s.captured()]
+    print(
+        f"{args.config}: ok: {len(captured)} captured stream(s), "
+        f"{len(topology.streams) - len(captured)} derived, {len(topology.subscribers)} subscriber(s)"
+    )
+    return EXIT_OK

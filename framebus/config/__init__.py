@@ -1,0 +1,54 @@
+"""The topology config: pydantic models (one per section) and the loader that reads them from files.
+
+The models describe shapes and per-field rules (:mod:`framebus.config._models`); the loader adds
+what needs the whole document or the machine: cross-references and the /dev/shm budget
+(:mod:`framebus.config._load`). Services read files; the library takes these models.
+"""
+
+from ._load import check_memory as check_memory
+from ._load import check_references as check_references
+from ._load import load_config as load_config
+from ._load import parse_config as parse_config
+from ._models import IMU_COLUMNS as IMU_COLUMNS
+from ._models import CameraSource as CameraSource
+from ._models import CommandSubscriber as CommandSubscriber
+from ._models import DaemonConfig as DaemonConfig
+from ._models import DepthSource as DepthSource
+from ._models import DerivedSource as DerivedSource
+from ._models import FileSource as FileSource
+from ._models import HttpConfig as HttpConfig
+from ._models import ImuSource as ImuSource
+from ._models import PixelFormat as PixelFormat
+from ._models import RestartMode as RestartMode
+from ._models import RetryPolicy as RetryPolicy
+from ._models import SourceConfig as SourceConfig
+from ._models import StreamConfig as StreamConfig
+from ._models import SubscriberConfig as SubscriberConfig
+from ._models import SyntheticSource as SyntheticSource
+from ._models import Topology as Topology
+from ._models import UrlSource as UrlSource
+
+__all__ = [
+    "IMU_COLUMNS",
+    "CameraSource",
+    "CommandSubscriber",
+    "DaemonConfig",
+    "DepthSource",
+    "DerivedSource",
+    "FileSource",
+    "HttpConfig",
+    "ImuSource",
+    "PixelFormat",
+    "RestartMode",
+    "RetryPolicy",
+    "SourceConfig",
+    "StreamConfig",
+    "SubscriberConfig",
+    "SyntheticSource",
+    "Topology",
+    "UrlSource",
+    "check_memory",
+    "check_references",
+    "load_config",
+    "parse_config",
+]
