@@ -21,6 +21,7 @@ out-of-bounds access.
 from __future__ import annotations
 
 import math
+import mmap
 import re
 import struct
 from dataclasses import dataclass
@@ -58,9 +59,8 @@ COPY_READERS = 576  # copy-mode subscribers attached (one left by a dead one onl
 WRITER_LIVE = 1
 WRITER_CLOSED = 2
 
-# Writer statistics: published count, last publish (monotonic ns, wall ns), EWMA frame interval (ns).
+# Writer statistics (WriterStats below), plain stores by the writer; torn reads only misreport.
 STATS = 640
-STATS_FIELDS = 4
 
 SLOT_STATES = 1024  # 8 bytes per slot: seq of the complete frame inside, or EMPTY / WRITING
 SLOT_EMPTY = 0
@@ -68,13 +68,18 @@ SLOT_WRITING = (1 << 64) - 1
 
 READERS = 2048
 READER_ENTRY = 64  # bytes
-# Reader entry words: the hold (a LATEST-style word, 0 = none; a control word), then statistics
-# written only by the entry's owner.
+# Reader entry words, as offsets inside an entry. HOLD is a control word (a LATEST-style word,
+# 0 = none); the rest are statistics (ReaderStats below) written only by the entry's owner.
 HOLD = 0
-READER_STATS = (
-    8  # pid, frames read, frames missed, last read (monotonic ns), hold since (ns), mode, attached (wall ns)
-)
-READER_STATS_FIELDS = 7
+READER_PID = 8
+READER_FRAMES_READ = 16  # the read path updates these four words, in this order
+READER_FRAMES_MISSED = 24
+READER_LAST_READ_NS = 32  # monotonic
+READER_HOLD_SINCE_NS = 40  # monotonic; meaningful while HOLD is set
+READER_MODE = 48  # MODE_VIEW or MODE_COPY
+READER_ATTACHED_WALL_NS = 56
+MODE_VIEW = 1
+MODE_COPY = 2
 
 HEADER_SIZE = 8192
 
@@ -87,6 +92,11 @@ assert SLOT_STATES + MAX_SLOTS * 8 <= READERS
 
 SLOT_HEADER = struct.Struct("<QQQQ")  # seq, timestamp ns (monotonic), wall-clock ns, meta length
 SLOT_META = 64  # offset of the meta bytes inside a slot
+
+_WRITER_STATS = struct.Struct("<4Q")  # at STATS
+_READER_STATS = struct.Struct("<7Q")  # at READER_PID inside an entry, READER_PID..READER_ATTACHED_WALL_NS
+assert _READER_STATS.size == READER_ATTACHED_WALL_NS + 8 - READER_PID <= READER_ENTRY
+assert READER_FRAMES_MISSED - READER_FRAMES_READ == READER_LAST_READ_NS - READER_FRAMES_MISSED == 8
 
 # Only plain numeric dtypes can live in shared memory: no objects, no structured records.
 _DTYPE_KINDS = frozenset("biufc?")
@@ -241,6 +251,53 @@ class Layout:
         return cls(
             name, shape, dtype, slots, meta_capacity, readers, holders, fps, nbytes, frame_offset, stride
         )
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """The writer's statistics words (plain stores; a torn read misreports one number)."""
+
+    published: int  # frames, also the newest seq
+    last_publish_ns: int  # monotonic
+    last_publish_wall_ns: int
+    interval_ns: int  # EWMA of the publish interval
+
+    @classmethod
+    def unpack(cls, buf: memoryview | bytes | bytearray | mmap.mmap) -> WriterStats:
+        return cls(*_WRITER_STATS.unpack_from(buf, STATS))
+
+    def pack_into(self, buf: memoryview | bytearray | mmap.mmap) -> None:
+        _WRITER_STATS.pack_into(
+            buf, STATS, self.published, self.last_publish_ns, self.last_publish_wall_ns, self.interval_ns
+        )
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    """A reader-table entry's statistics words, written only by the entry's owner."""
+
+    pid: int
+    frames_read: int
+    frames_missed: int
+    last_read_ns: int  # monotonic; 0 before the first read
+    hold_since_ns: int  # monotonic; meaningful while the entry's HOLD is set
+    mode: int  # MODE_VIEW or MODE_COPY
+    attached_wall_ns: int
+
+    @classmethod
+    def unpack(cls, buf: memoryview | bytes | bytearray | mmap.mmap, entry: int) -> ReaderStats:
+        return cls(*_READER_STATS.unpack_from(buf, READERS + entry * READER_ENTRY + READER_PID))
+
+    @classmethod
+    def fresh(cls, pid: int, mode: int, attached_wall_ns: int) -> ReaderStats:
+        """A new owner's statistics: nothing read yet."""
+        return cls(pid, 0, 0, 0, 0, mode, attached_wall_ns)
+
+    def pack_into(self, buf: memoryview | bytearray | mmap.mmap, entry: int) -> None:
+        _READER_STATS.pack_into(
+            buf, READERS + entry * READER_ENTRY + READER_PID, self.pid, self.frames_read,
+            self.frames_missed, self.last_read_ns, self.hold_since_ns, self.mode, self.attached_wall_ns,
+        )  # fmt: skip
 
 
 def writer_pid(buf: memoryview) -> int:
