@@ -35,7 +35,6 @@ doing exactly the sequences above, so a frame crosses the interpreter fewer time
 
 from __future__ import annotations
 
-import struct
 import time
 from typing import Any, NamedTuple
 
@@ -49,7 +48,6 @@ from ._layout import (
     LATEST,
     MODE_COPY,
     MODE_VIEW,
-    READER_FRAMES_READ,
     READER_LOCK_BASE,
     SLOT_EMPTY,
     SLOT_HEADER,
@@ -75,7 +73,6 @@ SLOT_MASK = (1 << SLOT_BITS) - 1
 U32 = 0xFFFFFFFF
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
 MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
-_READ_COUNTS = struct.Struct("<3Q")  # at READER_FRAMES_READ: frames read, frames missed, last read ns
 
 
 class Read(NamedTuple):
@@ -160,8 +157,8 @@ class Ring:
     def writer_stats(self) -> WriterStats:
         return WriterStats.unpack(self.segment.map)
 
-    def reader_stats(self, entry: int) -> ReaderStats:
-        return ReaderStats.unpack(self.segment.map, entry)
+    def reader_stats(self, entry: int, now_ns: int) -> ReaderStats:
+        return ReaderStats.unpack(self.segment.map, entry, now_ns)
 
     # -- writer ---------------------------------------------------------------------------------
 
@@ -255,7 +252,8 @@ class Ring:
         """Take over reader entry `entry` (its lock is ours): clear a dead owner's hold, reset the
         statistics, count a copy reader."""
         self.words.store_sc(self._entry_hold(entry), 0)
-        ReaderStats.fresh(pid, MODE_COPY if copy else MODE_VIEW, time.time_ns()).pack_into(
+        newest = unpack_latest(self.latest_word())[0]  # "behind" counts from here
+        ReaderStats.fresh(pid, MODE_COPY if copy else MODE_VIEW, time.time_ns(), newest).pack_into(
             self.segment.map, entry
         )
         if copy:
@@ -275,10 +273,9 @@ class Ring:
         A frame other than `last_seq` (the reader's previous one) is counted in the entry's
         statistics (frames read, missed, last read, hold since) by the same native call."""
         layout = self.layout
-        stats = layout.reader_offset(entry) + READER_FRAMES_READ
         word, timestamp_ns, wall_ns, meta_len, missed = self.words.pin(
             self._entry_hold(entry), LATEST, SLOT_STATES, layout.slot_count, self._slots[0],
-            layout.slot_stride, stats, last_seq,
+            layout.slot_stride, layout.reader_offset(entry), last_seq,
         )  # fmt: skip
         if word < 0:
             self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
@@ -317,15 +314,8 @@ class Ring:
         _seq, timestamp_ns, wall_ns, _meta_len = self._checked_header(slot, header)
         missed = 0
         if seq != last_seq:  # (the same frame again is no new read)
-            missed = seq - last_seq - 1 if last_seq and seq > last_seq else 0
-            self._count_read(entry, missed)
+            missed = words.count_read(self.layout.reader_offset(entry), seq, last_seq, timestamp_ns)
         return Read(word, seq, out, timestamp_ns, wall_ns, meta, missed, False)
-
-    def _count_read(self, entry: int, missed: int) -> None:
-        """Plain stores by the entry's owner, as the native pin does them for zero-copy reads."""
-        at = self.layout.reader_offset(entry) + READER_FRAMES_READ
-        read, missed_before, _ = _READ_COUNTS.unpack_from(self.segment.map, at)
-        _READ_COUNTS.pack_into(self.segment.map, at, read + 1, missed_before + missed, time.monotonic_ns())
 
     def _entry_hold(self, entry: int) -> int:
         return self.layout.reader_offset(entry) + HOLD

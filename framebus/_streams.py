@@ -10,7 +10,7 @@ from typing import Any
 from ._errors import FramebusError
 from ._layout import MODE_COPY, MODE_VIEW, READER_LOCK_BASE, Layout, writer_pid
 from ._names import SHM_DIR, SHM_PREFIX
-from ._ring import Ring
+from ._ring import Ring, unpack_latest
 from ._segment import Segment
 
 _MODES = {MODE_VIEW: "view", MODE_COPY: "copy"}
@@ -29,6 +29,12 @@ class SubscriberInfo:
     last_read_age_s: float | None
     #: Seconds it has held its current zero-copy frame (None if it holds none).
     holding_s: float | None
+    #: Frames published after the newest one it read (or, before its first read, since it attached).
+    behind: int = 0
+    #: Median capture-to-read latency over the last ~2-4 s (None without reads then), within ~12%.
+    latency_p50_s: float | None = None
+    #: 99th percentile of the same.
+    latency_p99_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
         alive, stalled = ring.writer_alive(), ring.stalled()
         now = time.monotonic_ns()
         stats = ring.writer_stats()
-        subscribers = _subscribers(ring, now)
+        subscribers = _subscribers(ring, now, unpack_latest(ring.latest_word())[0])
     finally:
         ring.words.release()
     age = (now - stats.last_publish_ns) / 1e9 if stats.published else None
@@ -110,16 +116,19 @@ def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
     )
 
 
-def _subscribers(ring: Ring, now: int) -> list[SubscriberInfo]:
+def _subscribers(ring: Ring, now: int, newest: int) -> list[SubscriberInfo]:
     """Live entries (their lock is held); statistics are plain words: a torn one misreports a number."""
     found = []
     for entry in range(ring.layout.reader_count):
         if not ring.segment.is_locked(READER_LOCK_BASE + entry):
             continue
-        stats = ring.reader_stats(entry)
+        stats = ring.reader_stats(entry, now)
         found.append(SubscriberInfo(
             entry, stats.pid, _MODES.get(stats.mode, "?"), stats.frames_read, stats.frames_missed,
             (now - stats.last_read_ns) / 1e9 if stats.last_read_ns else None,
             (now - stats.hold_since_ns) / 1e9 if ring.holding(entry) else None,
+            behind=max(0, newest - stats.last_seq),
+            latency_p50_s=stats.latency_quantile_s(0.5),
+            latency_p99_s=stats.latency_quantile_s(0.99),
         ))  # fmt: skip
     return found
