@@ -14,7 +14,7 @@ from ._attachment import Attachment, NotReady
 from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS
+from ._ring import Read
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -94,24 +94,26 @@ class Subscriber:
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
                 if not (self._gone or self._closed):  # a frame already published comes first
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
+                    read = self._att.wait(self._last_seq, 0.0)
+                    if read is not None:
+                        return self._deliver(read)
                 self._refresh()  # then: is the writer still there (or a new one)?
-                ring = None if self._gone else self._att.ring
-                if ring is None:
+                att = None if self._gone else self._att
+                if att is None:
                     self._check_gone(deadline)
-                else:
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
-            if ring is None:
+                last = self._last_seq
+            if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
-            else:
-                ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
+                continue
+            # Sleep and read in one native call (GIL released while asleep, no lock held).
+            read = att.wait(last, min(remaining, LIVENESS_INTERVAL))
+            if read is not None:
+                with self._lock:
+                    if att is self._att and not self._closed:
+                        return self._deliver(read)
 
     def __iter__(self) -> Iterator[Frame]:
         """Newest frames in order, skipping those it was too slow for; survives writer restarts."""
@@ -152,6 +154,7 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
+        self._att.port.close()  # a wait() in flight in another thread pins nothing from now on
         self._att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
             self._current = None
@@ -171,34 +174,21 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _poll(self) -> tuple[Frame | None, int]:
-        """A frame newer than the last one returned, if any, and the WAKE value to sleep on.
-        WAKE is loaded before LATEST: a publish after that load ends the sleep at once."""
-        ring = self._att.ring
-        seen = ring.wake_word()
-        if ring.latest_word() >> SLOT_BITS > self._last_seq:
-            return self._take(), seen
-        return None, seen
-
     def _read_latest(self) -> Frame | None:
-        word = self._att.ring.latest_word()
+        word = self._att.ring.latest_word()  # (cheap: a copy reader copies only a new frame)
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
             self._current.stale = self._gone or self._att.ring.stalled()  # the same frame, as of now
             return self._current
-        return self._take()
+        read = self._att.take(self._last_seq)
+        return None if read is None else self._deliver(read)
 
-    def _take(self) -> Frame | None:
-        """Pin (or copy) the newest frame; None only if nothing is published."""
-        att = self._att
-        read = att.read(self._last_seq)
-        if read is None:
-            return None
+    def _deliver(self, read: Read) -> Frame:
+        """The Frame of a read; it becomes the current (in zero-copy mode, held) frame."""
         release = self._release if read.held else None
-        stale = self._gone or att.ring.stalled()
-        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed, stale,
-                      release)  # fmt: skip
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed,
+                      self._gone or read.stalled, release)  # fmt: skip
         self._last_seq = read.seq
         self._current, self._current_word = frame, read.word
         return frame
@@ -206,7 +196,7 @@ class Subscriber:
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and not self._closed:
-                self._att.unpin()
+                self._att.unpin(self._current_word)
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
