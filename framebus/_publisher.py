@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ._errors import FramebusError
 from ._layout import (
     DEFAULT_META_CAPACITY,
+    DEFAULT_SLOTS,
     STALLED,
     STATS,
     STATS_FIELDS,
@@ -34,7 +35,6 @@ from ._segment import Segment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
 # Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
 # interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
