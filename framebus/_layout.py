@@ -38,6 +38,7 @@ PAGE = 4096  # bytes; slots start on page boundaries
 CACHE_LINE = 64  # bytes; one control word per line, no false sharing
 
 MIN_SLOTS = 3  # one being written, the latest, one free: triple buffering
+DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 MAX_SLOTS = 64  # the latest word keeps the slot index in its low 8 bits
 MAX_READERS = 64  # entries in the reader table
 MAX_DIMS = 8

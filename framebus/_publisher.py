@@ -16,14 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import FramebusError
-from ._layout import DEFAULT_META_CAPACITY, Layout, WriterStats
+from ._layout import DEFAULT_META_CAPACITY, DEFAULT_SLOTS, Layout, WriterStats
 from ._names import validate_name
 from ._ring import Ring
 from ._segment import Segment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
 
 
