@@ -175,3 +175,29 @@ def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
         code, _ = run.stop(signal.SIGINT)
         assert code == 0, run.output()
     assert not {s for s in framebus_segments() if edges in s or video in s}
+
+
+def test_subscriber_execs_the_named_subscriber(tmp_path: Path) -> None:
+    """What framebus-subscriber@NAME.service runs: the subscriber's command in place of the process."""
+    show = (
+        "import os, sys; "
+        "print(os.getpid(), os.environ['FRAMEBUS_SUBSCRIBER'], os.environ['FRAMEBUS_CONFIG'], sys.argv[1:])"
+    )
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [{"name": "s", "source": {"kind": "synthetic"}, "width": 64, "height": 24}],
+        "subscribers": [
+            {"kind": "command", "name": "show", "command": ["{python}", "-c", show, "a b"]},
+            {"kind": "command", "name": "other", "command": ["true"]},
+        ],
+    }
+    config = write_config(tmp_path / "sub.yaml", data)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("framebus")), "subscriber", "sub.yaml", "show"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=JOIN_TIMEOUT_S)
+    assert proc.returncode == 0
+    assert out.split() == [str(proc.pid), "show", str(config), "['a", "b']"], "same process, absolute config"
+    result = cli("subscriber", str(config), "nope")
+    assert result.returncode == 2 and "no subscriber named 'nope' (subscribers: show, other)" in result.stderr

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..config import RestartMode, SubscriberConfig
 from .pacing import Backoff
 
-__all__ = ["Supervisor", "expand_argv"]
+__all__ = ["Supervisor", "child_env", "expand_argv"]
 
 logger = logging.getLogger(__name__)
 _STABLE_S = 10.0  # a child that ran this long before exiting restarts with the initial backoff
@@ -104,8 +104,7 @@ class Supervisor:
         """Run the command once; its exit code (negative: killed by that signal), None if it never ran."""
         config = child.config
         argv = expand_argv(config.argv())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
-        env.update(FRAMEBUS_SUBSCRIBER=config.name, FRAMEBUS_CONFIG=self._config_path)
+        env = child_env(config, self._config_path)
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *argv, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
@@ -131,6 +130,14 @@ def expand_argv(argv: Sequence[str]) -> list[str]:
     if len(argv) >= 3 and argv[0] == "{python}" and argv[1] == "-m":
         return [sys.executable, "-c", _RUN_MODULE, *argv[2:]]
     return [arg.replace("{python}", sys.executable) for arg in argv]
+
+
+def child_env(config: SubscriberConfig, config_path: str) -> dict[str, str]:
+    """The environment a subscriber runs in: ours, its config's `env`, and who it is and where its
+    config lives (FRAMEBUS_SUBSCRIBER, FRAMEBUS_CONFIG), under `framebus run` and systemd alike."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
+    env.update(FRAMEBUS_SUBSCRIBER=config.name, FRAMEBUS_CONFIG=config_path)
+    return env
 
 
 def _should_restart(mode: RestartMode, returncode: int | None) -> bool:
