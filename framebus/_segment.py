@@ -32,7 +32,7 @@ import posix_ipc
 
 from ._errors import SegmentForeign, SharedMemoryFull, StreamNotFound, WriterBusy
 from ._layout import WRITER_LOCK_BYTE
-from ._names import SHM_DIR, shm_name, shm_path
+from ._names import SHM_DIR, not_found_message, shm_name, shm_path
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Segment:
         try:
             fd = os.open(shm_path(name), access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise StreamNotFound(f"no stream named {name!r} on this box") from None
+            raise StreamNotFound(not_found_message(name)) from None
         except OSError as exc:
             raise SegmentForeign(f"stream {name!r}: cannot open {shm_path(name)}: {exc.strerror}") from None
         try:
