@@ -213,6 +213,27 @@ def _reclaim_stale(name: str) -> None:
         old.close()
 
 
+def remove_if_dead(name: str) -> bool:
+    """Unlink stream `name` if no live writer holds it; False (and nothing changes) if one does.
+
+    The same protocol as a new writer's reclaim, for `framebus doctor --fix`: the writer byte
+    stays read-locked across the check and the unlink, so a writer creating the stream right
+    now starts over instead of losing its segment. PermissionError if we may not remove it.
+    """
+    try:
+        old = Segment.open(name, readonly=True)
+    except StreamNotFound:
+        return True  # gone already
+    try:
+        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
+            return False
+        if old.still_named():
+            os.unlink(shm_path(name))
+        return True
+    finally:
+        old.close()
+
+
 def _set_access(fd: int, mode: int, group: str | int | None) -> None:
     if group is not None:
         gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid

@@ -130,3 +130,21 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     child_pid.put(pid)
     ready.set()
     time.sleep(3600)
+
+
+def write_paced(name: str, shape: tuple[int, ...], fps: float, ready: Event, stop: Event) -> None:
+    """Publish tagged frames at `fps` until `stop`."""
+    with framebus.Publisher(name, shape, "uint8", fps=fps) as pub:
+        seq = pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        while not stop.wait(1 / fps):
+            seq += 1
+            pub.publish(tagged_frame(shape, seq))
+
+
+def write_one_then_wait(name: str, shape: tuple[int, ...], ready: Event, stop: Event) -> None:
+    """Publish one frame, then keep the stream (and its writer lock) until `stop` or SIGKILL."""
+    with framebus.Publisher(name, shape, "uint8") as pub:
+        pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        stop.wait(120)

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import ConfigError, FramebusError
-from . import check, install_systemd, ls, schema, serve, subscriber
+from . import check, doctor, install_systemd, ls, schema, serve, stat, subscriber, top
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ._logging import configure_logging
 
 __all__ = ["main"]
 
 # Each adds its subcommands, in this order, to --help.
-_COMMANDS = (serve, subscriber, check, schema, ls, install_systemd)
+_COMMANDS = (serve, subscriber, check, schema, ls, top, stat, doctor, install_systemd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ..config import RestartMode, SubscriberConfig
 from .pacing import Backoff
@@ -31,6 +32,7 @@ class _Child:
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.restarts = 0
+        self.last_exit: int | None = None  # its last exit code (negative: the signal that killed it)
 
 
 class Supervisor:
@@ -43,6 +45,19 @@ class Supervisor:
     def pids(self) -> dict[str, int | None]:
         """Each subscriber's current process id (None between restarts)."""
         return {name: c.process.pid if c.process else None for name, c in self._children.items()}
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each subscriber: name, pid, running, restarts so far, last exit code (for /subscribers)."""
+        return [
+            {
+                "name": name,
+                "pid": c.process.pid if c.process else None,
+                "running": c.process is not None and c.process.returncode is None,
+                "restarts": c.restarts,
+                "last_exit": c.last_exit,
+            }
+            for name, c in self._children.items()
+        ]
 
     async def update(self, subscribers: Sequence[SubscriberConfig], timeout: float = 1.0) -> None:
         """Start new and changed subscribers, stop removed and changed ones; keep the rest."""
@@ -86,7 +101,7 @@ class Supervisor:
         backoff = Backoff(config.backoff)
         while not child.stopping:
             started = time.monotonic()
-            returncode = await self._run_once(child)
+            returncode = child.last_exit = await self._run_once(child)
             if child.stopping:
                 return
             if not _should_restart(config.restart, returncode):
