@@ -148,3 +148,13 @@ def write_one_then_wait(name: str, shape: tuple[int, ...], ready: Event, stop: E
         pub.publish(tagged_frame(shape, 1))
         ready.set()
         stop.wait(120)
+
+
+def read_until(name: str, copy: bool, last: int, ready: Event, stop: Event) -> None:
+    """Read every frame up to seq `last` (wait() in a loop), then idle until `stop`."""
+    with framebus.Subscriber(name, copy=copy) as sub:
+        ready.set()
+        seq = 0
+        while seq < last:
+            seq = sub.wait(timeout=30).seq
+        stop.wait(60)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import RestartMode, SubscriberConfig
+from ..config import CONFIG_ENV, SUBSCRIBER_ENV, RestartMode, SubscriberConfig
 from .pacing import Backoff
 
 __all__ = ["Supervisor", "child_env", "expand_argv"]
@@ -151,7 +151,7 @@ def child_env(config: SubscriberConfig, config_path: str) -> dict[str, str]:
     """The environment a subscriber runs in: ours, its config's `env`, and who it is and where its
     config lives (FRAMEBUS_SUBSCRIBER, FRAMEBUS_CONFIG), under `framebus run` and systemd alike."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
-    env.update(FRAMEBUS_SUBSCRIBER=config.name, FRAMEBUS_CONFIG=config_path)
+    env.update({SUBSCRIBER_ENV: config.name, CONFIG_ENV: config_path})
     return env
 
 
