@@ -73,13 +73,19 @@ def test_top_once_shows_the_stream_and_its_subscriber(paced_stream: str) -> None
     result = framebus_cli("top", "--once", "--interval", "0.5")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["STREAM", "/", "SUBSCRIBER", "STATE"], result.stdout
-    row = next(i for i, line in enumerate(lines) if line.startswith(paced_stream + " "))
-    _, state, fps, *_ = lines[row].split()
-    assert state == "live" and float(fps.split("/")[0]) > 10 and fps.endswith("/50"), lines[row]
-    sub = lines[row + 1].split()
-    assert sub[:3] == ["└", "view", "#0"] and sub[3] == "reading" and float(sub[4]) > 10, lines[row + 1]
-    assert sub[-1] == str(os.getpid()) and sub[6].isdigit(), "our pid; frames missed"
+    columns = ["NAME", "STATE", "FPS", "P50", "P99", "BEHIND", "MISSED", "HOLD", "AGE", "FRAMES", "PID"]
+    assert lines[0].split() == columns, result.stdout
+    at = next(i for i, line in enumerate(lines) if line.startswith(paced_stream + " "))
+    stream = dict(zip(columns, lines[at].split(), strict=True))
+    assert stream["STATE"] == "live" and stream["FPS"].endswith("/50") and float(stream["FPS"][:-3]) > 10
+    assert stream["P50"].endswith(("µs", "ms")) and stream["PID"] != str(os.getpid()), lines[at]
+    parts = lines[at + 1].split()
+    tree, cells = parts[:3], parts[3:]
+    assert tree == ["└", "view", "#0"], lines[at + 1]
+    sub = dict(zip(columns[1:], cells, strict=True))
+    assert sub["STATE"] == "reading" and float(sub["FPS"]) > 10, lines[at + 1]
+    assert sub["P50"].endswith(("µs", "ms")) and sub["P99"].endswith(("µs", "ms")), "latency recorded"
+    assert sub["BEHIND"].isdigit() and sub["MISSED"].isdigit() and sub["PID"] == str(os.getpid())
 
 
 def test_stat_shows_one_stream(paced_stream: str) -> None:
@@ -90,7 +96,9 @@ def test_stat_shows_one_stream(paced_stream: str) -> None:
     assert [s["pid"] for s in info["subscribers"]] == [os.getpid()]
     text = framebus_cli("stat", paced_stream).stdout
     assert re.search(r"^state\s+live$", text, re.MULTILINE), text
-    assert re.search(rf"^  #0 pid {os.getpid()} view: reading, read \d+, missed 0,", text, re.MULTILINE), text
+    line = rf"^  #0 pid {os.getpid()} view: reading, read \d+, missed \d+, behind \d+, latency p50 \d"
+    assert re.search(line, text, re.MULTILINE), text
+    assert re.search(r"^latency     p50 \d", text, re.MULTILINE), text
     missing = framebus_cli("stat", unique_name("nope"))
     assert missing.returncode == 1 and paced_stream in missing.stderr and "framebus ls" in missing.stderr
 
@@ -175,6 +183,11 @@ def test_metrics_and_doctor_see_subscribers_under_run(tmp_path: Path) -> None:
             s for s in families["framebus_subscriber_frames_missed"].samples if s.labels["stream"] == name
         ]
         assert missed and missed[0].labels["pid"] == ours[0].labels["pid"]
+        latency = families["framebus_subscriber_latency_seconds"].samples
+        quantiles = {s.labels["quantile"] for s in latency if s.labels["stream"] == name}
+        assert quantiles == {"0.5", "0.99"}, latency
+        assert any(s.labels["stream"] == name for s in families["framebus_stream_latency_seconds"].samples)
+        assert any(s.labels["stream"] == name for s in families["framebus_subscriber_behind_frames"].samples)
         restarts = _samples(families, "framebus_subscriber_restarts", "framebus_subscriber_restarts_total")
         assert restarts[(("subscriber", "crasher"),)] >= 3 and restarts[(("subscriber", "rates"),)] == 0
 

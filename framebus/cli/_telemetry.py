@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import StreamInfo, SubscriberInfo, streams
 
-__all__ = ["Snapshot", "fmt_seconds", "stream_state", "subscriber_state"]
+__all__ = ["Snapshot", "fmt_seconds", "stream_latency", "stream_state", "subscriber_state"]
 
 _IDLE_AFTER_S = 1.0  # a subscriber that took no frame for this long (while frames flow) is idle
 _HOLD_LONG_S = 1.0  # a zero-copy frame held this long is worth pointing out
@@ -73,6 +73,13 @@ def subscriber_state(stream: StreamInfo, sub: SubscriberInfo) -> str:
     if flowing and sub.last_read_age_s > idle_after:
         return "idle"
     return "reading"
+
+
+def stream_latency(info: StreamInfo) -> tuple[float | None, float | None]:
+    """The stream's capture-to-read latency (p50, p99): its slowest subscriber's (None without reads)."""
+    p50s = [s.latency_p50_s for s in info.subscribers if s.latency_p50_s is not None]
+    p99s = [s.latency_p99_s for s in info.subscribers if s.latency_p99_s is not None]
+    return (max(p50s) if p50s else None, max(p99s) if p99s else None)
 
 
 def fmt_seconds(value: float | None) -> str:

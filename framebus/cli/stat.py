@@ -10,7 +10,7 @@ from .._errors import FramebusError
 from .._names import not_found_message
 from ._args import Commands
 from ._exit import EXIT_OK
-from ._telemetry import fmt_seconds, stream_state, subscriber_state
+from ._telemetry import fmt_seconds, stream_latency, stream_state, subscriber_state
 
 __all__ = ["register"]
 
@@ -47,13 +47,17 @@ def _describe(info: StreamInfo) -> list[str]:
         f"frames      {shape} {info.dtype}, {info.slots} slots, {info.segment_bytes / 2**20:.1f} MiB",
         f"rate        {info.fps:.1f} fps{declared}",
         f"published   {info.published}, newest {fmt_seconds(info.last_publish_age_s)} ago",
+        "latency     p50 {}, p99 {} (capture to read, slowest subscriber)".format(
+            *map(fmt_seconds, stream_latency(info))
+        ),
         f"subscribers {len(info.subscribers)}",
     ]
     for sub in info.subscribers:
         last = "never" if sub.last_read_age_s is None else f"{fmt_seconds(sub.last_read_age_s)} ago"
         lines.append(
             f"  #{sub.entry} pid {sub.pid} {sub.mode}: {subscriber_state(info, sub)}, "
-            f"read {sub.frames_read}, missed {sub.frames_missed}, last read {last}, "
-            f"holding {fmt_seconds(sub.holding_s)}"
+            f"read {sub.frames_read}, missed {sub.frames_missed}, behind {sub.behind}, "
+            f"latency p50 {fmt_seconds(sub.latency_p50_s)} p99 {fmt_seconds(sub.latency_p99_s)}, "
+            f"last read {last}, holding {fmt_seconds(sub.holding_s)}"
         )
     return lines

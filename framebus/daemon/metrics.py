@@ -22,6 +22,7 @@ StatsProvider = Callable[[], Sequence[RunnerStats]]
 StreamsProvider = Callable[[], list[dict[str, Any]]]  # framebus.streams() as dicts
 SubscribersProvider = Callable[[], list[dict[str, Any]]]  # Supervisor.status(); [] under systemd
 _SUBSCRIBER_LABELS = ["stream", "pid", "entry", "mode", "subscriber"]
+_QUANTILES = (("0.5", "latency_p50_s"), ("0.99", "latency_p99_s"))
 
 
 def metrics_registry(
@@ -108,6 +109,18 @@ def _shared_memory_metrics(streams: list[dict[str, Any]], names: dict[int, str])
         "framebus_subscriber_last_read_age_seconds", "Seconds since the subscriber last took a frame.",
         labels=_SUBSCRIBER_LABELS,
     )  # fmt: skip
+    latency = GaugeMetricFamily(
+        "framebus_subscriber_latency_seconds", "Capture-to-read latency over the last seconds, by quantile.",
+        labels=[*_SUBSCRIBER_LABELS, "quantile"],
+    )  # fmt: skip
+    stream_latency = GaugeMetricFamily(
+        "framebus_stream_latency_seconds", "Capture-to-read latency of the stream's slowest subscriber.",
+        labels=["stream", "quantile"],
+    )  # fmt: skip
+    behind = GaugeMetricFamily(
+        "framebus_subscriber_behind_frames", "Frames published after the newest one it read.",
+        labels=_SUBSCRIBER_LABELS,
+    )  # fmt: skip
     holding = GaugeMetricFamily(
         "framebus_subscriber_holding_seconds", "Seconds it has held its zero-copy frame (0: none).",
         labels=_SUBSCRIBER_LABELS,
@@ -118,11 +131,19 @@ def _shared_memory_metrics(streams: list[dict[str, Any]], names: dict[int, str])
         name = str(info["name"])
         count.add_metric([name], len(info["subscribers"]))
         writer.add_metric([name], float(bool(info["writer_alive"])))
+        worst: dict[str, float] = {}
         for sub in info["subscribers"]:
             labels = [name, str(sub["pid"]), str(sub["entry"]), str(sub["mode"]), names.get(sub["pid"], "")]
             read.add_metric(labels, sub["frames_read"])
             missed.add_metric(labels, sub["frames_missed"])
+            behind.add_metric(labels, sub["behind"])
+            for quantile, key in _QUANTILES:
+                if sub[key] is not None:
+                    latency.add_metric([*labels, quantile], sub[key])
+                    worst[quantile] = max(worst.get(quantile, 0.0), sub[key])
+        for quantile, value in worst.items():
+            stream_latency.add_metric([name, quantile], value)
             if sub["last_read_age_s"] is not None:
                 idle.add_metric(labels, round(sub["last_read_age_s"], 4))
             holding.add_metric(labels, round(sub["holding_s"] or 0.0, 4))
-    yield from (count, writer, read, missed, idle, holding)
+    yield from (count, writer, read, missed, behind, latency, stream_latency, idle, holding)
