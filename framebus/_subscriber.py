@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._attachment import Attachment, NotReady
-from ._errors import FramebusError, WriterGone
+from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
 from ._ring import Read
@@ -39,12 +39,18 @@ class Subscriber:
     If the writer dies or closes, `wait()` raises WriterGone once; the same subscriber then
     re-attaches by itself when a writer of that name returns, whatever its new shape.
     Use from one thread; `close()` may be called from any thread.
+
+    A stream that does not exist raises StreamNotFound (naming the streams that do), unless
+    `wait` is given: then the constructor waits up to that many seconds for the stream to
+    appear (a subscriber started before its daemon) and raises TimeoutError after that.
     """
 
-    def __init__(self, name: str, *, copy: bool = False) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
         self.name = validate_name(name)
         self.copy = copy
-        self._att = _attach_with_grace(name, copy)
+        if not wait >= 0:
+            raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
+        self._att = _attach_when_created(name, copy, wait)
         self._lock = threading.Lock()
         self._closed = False
         self._gone = False  # the current attachment's writer is known to be dead or closed
@@ -253,6 +259,21 @@ def _remaining(deadline: float | None) -> float:
     if deadline is None:
         return float("inf")
     return deadline - time.monotonic()
+
+
+def _attach_when_created(name: str, copy: bool, wait: float) -> Attachment:
+    """Attach; while the stream does not exist, look again every REATTACH_POLL for `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _attach_with_grace(name, copy)
+        except StreamNotFound as exc:
+            left = deadline - time.monotonic()
+            if wait == 0:
+                raise
+            if left <= 0:
+                raise TimeoutError(f"stream {name!r} did not appear within {wait:g} s: {exc}") from exc
+            time.sleep(min(left, REATTACH_POLL))
 
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:

@@ -60,6 +60,9 @@ class Daemon:
     def http_port(self) -> int | None:
         return self._http.port if self._http else None
 
+    def _subscriber_status(self) -> list[dict[str, Any]]:
+        return [] if self._supervisor is None else self._supervisor.status()
+
     def stats(self) -> list[RunnerStats]:
         return [s.runner.stats() for s in list(self._streams.values())]
 
@@ -140,7 +143,7 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts)
+        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
         try:
             await self._http.start(config.host, config.port)
         except OSError as exc:
