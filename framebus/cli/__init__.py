@@ -12,13 +12,23 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import ConfigError, FramebusError
-from . import check, ls, schema, serve
+from . import analyze, check, ls, record, replay, schema, serve, view, web
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ._logging import configure_logging
 
 __all__ = ["main"]
 
-_COMMANDS = (serve, check, schema, ls)  # each adds its subcommands, in this order, to --help
+_COMMANDS = (
+    serve,
+    check,
+    schema,
+    ls,
+    record,
+    replay,
+    analyze,
+    web,
+    view,
+)  # each adds its subcommands, in this order, to --help
 
 
 def main(argv: Sequence[str] | None = None) -> int:
