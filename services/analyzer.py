@@ -39,6 +39,7 @@ logger = logging.getLogger("framebus.analyzer")
 ANALYSIS_WIDTH = 320  # pixels: motion and quality are judged on a frame scaled down to this
 BACKGROUND_RATE = 0.05  # weight of each new frame in the running background
 QUALITY_EVERY_S = 1.0
+MAX_BOXES = 16  # largest regions reported per frame
 _KERNEL = np.ones((3, 3), np.uint8)
 DARK, BRIGHT = 30.0, 225.0  # mean grey level below / above which a frame is too dark / bright
 
@@ -64,8 +65,8 @@ class MotionDetector:
         self._background: np.ndarray[Any, Any] | None = None
 
     def boxes(self, gray: np.ndarray[Any, Any], scale: float) -> list[list[int]]:
-        """[x, y, w, h] of each moving region of at least min_area (frame pixels); `scale` =
-        frame width / analysis width."""
+        """[x, y, w, h] of the largest moving regions of at least min_area (frame pixels);
+        `scale` = frame width / analysis width."""
         blurred = cv2.GaussianBlur(gray, (5, 5), 0)
         if self._background is None or self._background.shape != blurred.shape:
             self._background = blurred.astype(np.float32)
@@ -75,11 +76,12 @@ class MotionDetector:
         _, mask = cv2.threshold(diff, self.threshold, 255, cv2.THRESH_BINARY)
         mask = cv2.dilate(mask, _KERNEL, iterations=2)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        large = [c for c in contours if cv2.contourArea(c) * scale * scale >= self.min_area]
+        large.sort(key=cv2.contourArea, reverse=True)
         found = []
-        for contour in contours:
+        for contour in large[:MAX_BOXES]:
             x, y, w, h = cv2.boundingRect(contour)
-            if cv2.contourArea(contour) * scale * scale >= self.min_area:
-                found.append([round(x * scale), round(y * scale), round(w * scale), round(h * scale)])
+            found.append([round(x * scale), round(y * scale), round(w * scale), round(h * scale)])
         return found
 
 
@@ -194,7 +196,7 @@ class Analyzer:
                 self._publisher.close()
             self._publisher = framebus.Publisher(self.args.publish, shape, "uint8", fps=0.0)
             logger.info("publishing %r: %r with motion boxes", self.args.publish, self.args.stream)
-        meta = {"source_seq": frame.seq, "motion": bool(boxes), "boxes": boxes[:32]}
+        meta = {"source_seq": frame.seq, "motion": bool(boxes), "boxes": boxes}
         with self._publisher.loan(meta=meta, timestamp_ns=frame.timestamp_ns) as out:
             if array.ndim == 2:
                 cv2.cvtColor(array, cv2.COLOR_GRAY2BGR, dst=out)

@@ -34,6 +34,7 @@ logger = logging.getLogger("framebus.recorder")
 
 EVENTS_POLL_S = 0.1
 RETENTION_EVERY_S = 30.0
+EVENT_LAG_NS = 500_000_000  # how late an event may arrive and still extend the open clip
 ARRAY_PREROLL_MAX_BYTES = 64 * 1024 * 1024  # in-memory pre-roll of non-video frames is capped here
 
 
@@ -220,7 +221,9 @@ class Recorder:
     # -- routing ----------------------------------------------------------------------------------
 
     def _wanted(self, mono_ns: int) -> bool:
-        return self.continuous or mono_ns <= self._clip_until
+        # The analyzer may report an event that extends the clip a little after the recorder
+        # has seen the frames it concerns: a clip closes EVENT_LAG_S after its post-roll.
+        return self.continuous or mono_ns <= self._clip_until + EVENT_LAG_NS
 
     def _route(self, unit: _Unit) -> None:
         if self._writer is not None and unit.key and self._rotate:
@@ -308,7 +311,11 @@ class Recorder:
             self.o.out,
             "continuous" if self.continuous else f"clips on {sorted(self.o.triggers)}",
         )
-        self._track = _VideoTrack(shape, fps, self.o) if is_video(shape, dtype) else _ArrayTrack(shape, dtype)
+        if is_video(shape, dtype):
+            _need_pyav()
+            self._track = _VideoTrack(shape, fps, self.o)
+        else:
+            self._track = _ArrayTrack(shape, dtype)
 
     def _open_writer(self, first: _Unit) -> bool:
         if time.monotonic() < self._retry_at:
@@ -370,6 +377,13 @@ class Recorder:
             return
         for path in apply_retention(self.o.out, self.o.stream, self.o.max_bytes, self.o.max_age_s):
             logger.info("retention: deleted %s", path.name)
+
+
+def _need_pyav() -> None:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        raise SystemExit("record: recording video needs PyAV: pip install 'framebus[record]'") from None
 
 
 def _meta(frame: framebus.Frame) -> dict[str, Any]:

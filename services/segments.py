@@ -178,7 +178,7 @@ class VideoSegment:
             str(self.path),
             "w",
             format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
         )
         self._stream = self._container.add_mux_stream(
             "h264", rate=round(header["fps"]) or 30, width=width, height=height

@@ -39,7 +39,13 @@ def simulated_config(prefix: str, port: int) -> dict[str, Any]:
     for stream in data["streams"]:
         stream["name"] = rename[stream["name"]]
     for sub in data.get("subscribers", []):
-        sub["reads"] = [rename[n] for n in sub.get("reads", [])]
+        if "reads" in sub:
+            sub["reads"] = [rename[n] for n in sub["reads"]]
+        for field in ("stream", "publish"):  # the shipped kinds name their streams in fields
+            if field in sub:
+                sub[field] = rename[sub[field]]
+        if "streams" in sub:
+            sub["streams"] = [rename[n] for n in sub["streams"]]
     data["daemon"]["http"]["port"] = port
     data["daemon"]["status_interval_s"] = 0.5
     return data
