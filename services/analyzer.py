@@ -136,7 +136,7 @@ class Analyzer:
         self._last_motion = -float("inf")
         self._health = _Health()
         self._quality_at = 0.0
-        self._problems: list[str] = []
+        self._problems: list[str] | None = None  # the first check always reports
         self._quality: dict[str, float] = {}
         self._publisher: framebus.Publisher | None = None
         self.events = 0

@@ -212,6 +212,7 @@ async def api_streams(request: web.Request) -> web.Response:
                 "subscribers": len(info.subscribers),
                 "error": info.error,
                 "viewers": feed.viewers if feed else 0,
+                "encoded": feed.version if feed else 0,
                 "latency_ms": feed.latency_ms if feed else None,
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +70,11 @@ class Feeder:
 def service(tmp_path: Path, label: str, *args: str) -> FramebusProcess:
     """`framebus ARGS` as a child process, its output in tmp_path/label.log."""
     return FramebusProcess(list(args), tmp_path / f"{label}.log")
+
+
+def python_module(tmp_path: Path, label: str, module: str, *args: str) -> FramebusProcess:
+    """`python -m MODULE ARGS` as a child process, its output in tmp_path/label.log."""
+    return FramebusProcess(list(args), tmp_path / f"{label}.log", program=[sys.executable, "-m", module])
 
 
 def wait_subscribed(name: str, count: int, timeout: float = 20.0) -> None:
