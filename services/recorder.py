@@ -51,6 +51,7 @@ class Options:
     post_s: float
     preset: str
     crf: int
+    threads: int
     retry_s: float
 
 
@@ -112,7 +113,9 @@ class _VideoTrack:
         from .encoder import H264Encoder
 
         self.shape = shape
-        self._encoder = H264Encoder(shape, fps, preset=options.preset, crf=options.crf)
+        self._encoder = H264Encoder(
+            shape, fps, preset=options.preset, crf=options.crf, threads=options.threads
+        )
         self._pending: deque[Record] = deque()  # records of frames inside the encoder
 
     def units(self, frame: framebus.Frame, record: Record, keyframe: bool) -> list[_Unit]:
@@ -410,6 +413,7 @@ def parser(prog: str = "framebus-record") -> argparse.ArgumentParser:
     p.add_argument("--post", type=float, default=10.0, metavar="SECONDS", help="clip post-roll (default 10)")
     p.add_argument("--preset", default="ultrafast", help="x264 preset (default ultrafast: least CPU)")
     p.add_argument("--crf", type=int, default=23, help="x264 quality, 0-51, lower is better (default 23)")
+    p.add_argument("--threads", type=int, default=2, help="x264 threads (default 2: 1080p30 keeps up)")
     p.add_argument("--retry", type=float, default=5.0, metavar="SECONDS", help="retry after a write error")
     return p
 
@@ -430,6 +434,7 @@ def options(args: argparse.Namespace) -> Options:
         post_s=args.post,
         preset=args.preset,
         crf=args.crf,
+        threads=args.threads,
         retry_s=args.retry,
     )
 
