@@ -47,8 +47,9 @@ _HEADER = struct.Struct(">I")  # live-view message: header length, JSON header, 
 class Feed:
     """One stream's shared encoder: runs while at least one viewer holds it."""
 
-    def __init__(self, name: str, quality: int, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, name: str, quality: int, pool: ThreadPoolExecutor, encodes: dict[str, int]) -> None:
         self.name, self._quality, self._pool = name, quality, pool
+        self._encodes = encodes  # the hub's count of encodes per stream, over every feed it ran
         self.viewers = 0
         self.version = 0  # bumps with every encoded frame
         self.message = b""  # the newest frame as sent to viewers
@@ -119,6 +120,7 @@ class Feed:
         encoded = json.dumps(header).encode()
         self.jpeg, self.message = jpeg, _HEADER.pack(len(encoded)) + encoded + jpeg
         self.status = "live"
+        self._encodes[self.name] = self._encodes.get(self.name, 0) + 1
         async with self._changed:
             self.version += 1
             self._changed.notify_all()
@@ -145,6 +147,7 @@ class Hub:
     def __init__(self, quality: int, max_clients: int, allowed: Sequence[str]) -> None:
         self.quality, self.max_clients, self.allowed = quality, max_clients, set(allowed)
         self.feeds: dict[str, Feed] = {}
+        self.encodes: dict[str, int] = {}  # JPEG encodes per stream since start (shown by /api/streams)
         self.clients = 0
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="framebus-web-jpeg")
         self._reaper: asyncio.Task[None] | None = None
@@ -155,7 +158,7 @@ class Hub:
     def acquire(self, name: str) -> Feed:
         feed = self.feeds.get(name)
         if feed is None:
-            feed = self.feeds[name] = Feed(name, self.quality, self.pool)
+            feed = self.feeds[name] = Feed(name, self.quality, self.pool, self.encodes)
         feed.viewers += 1
         feed.start()
         self.clients += 1
@@ -212,7 +215,7 @@ async def api_streams(request: web.Request) -> web.Response:
                 "subscribers": len(info.subscribers),
                 "error": info.error,
                 "viewers": feed.viewers if feed else 0,
-                "encoded": feed.version if feed else 0,
+                "encoded": hub.encodes.get(info.name, 0),
                 "latency_ms": feed.latency_ms if feed else None,
             }
         )

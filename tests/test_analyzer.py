@@ -29,7 +29,7 @@ class Scene:
         rng = np.random.default_rng(7)
         self.background = (rng.integers(40, 160, (HEIGHT // 8, WIDTH // 8), dtype=np.uint8)
                            .repeat(8, 0).repeat(8, 1))  # fmt: skip
-        self.noise = [rng.integers(-3, 4, (HEIGHT, WIDTH)) for _ in range(8)]
+        self.noise = [rng.integers(-8, 9, (HEIGHT, WIDTH)) for _ in range(8)]  # sensor noise
         self.moving = False
         self.moving_since_ns = 0
         self.moved_until_ns = 0

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import struct
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,10 +135,13 @@ def test_page_in_chromium_two_tabs_one_stream(
         asyncio.run(watch(tabs, port, video, depth))
     finally:
         browser.close()
-    # Nobody watches any more: the feeds stop and let go of the streams.
-    wait_until(lambda: all(s["viewers"] == 0 and s["encoded"] == 0 for s in streams(port).values()), 20,
-               "the feeds to stop")  # fmt: skip
-    assert all(len(s.subscribers) == 0 for s in framebus.streams() if s.name in (video, depth))
+    # Nobody watches any more: the feeds stop, let go of the streams and encode nothing.
+    wait_until(lambda: all(s["viewers"] == 0 for s in streams(port).values()), 20, "the viewers to leave")
+    wait_until(lambda: not [s for s in framebus.streams() if s.name in (video, depth) and s.subscribers], 20,
+               "the feeds to let go of the streams")  # fmt: skip
+    encoded = streams(port)[video]["encoded"]
+    time.sleep(1.0)
+    assert streams(port)[video]["encoded"] == encoded
 
 
 async def watch(tabs: list[str], port: int, video: str, depth: str) -> None:
