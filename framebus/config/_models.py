@@ -19,30 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .._layout import DEFAULT_SLOTS, MAX_SLOTS, MIN_SLOTS
 from .._names import NAME_PATTERN
 
-__all__ = [
-    "AnalyzerSubscriber",
-    "CameraSource",
-    "CommandSubscriber",
-    "DaemonConfig",
-    "DepthSource",
-    "DerivedSource",
-    "FileSource",
-    "HttpConfig",
-    "ImuSource",
-    "PixelFormat",
-    "RecorderSubscriber",
-    "RestartMode",
-    "RetryPolicy",
-    "SourceConfig",
-    "StreamConfig",
-    "SubscriberConfig",
-    "SyntheticSource",
-    "Topology",
-    "UrlSource",
-    "ViewSubscriber",
-    "WebSubscriber",
-]
-
 # Same rule as the core's stream names: they become /dev/shm/framebus.<name>.
 StreamName = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
 _URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
