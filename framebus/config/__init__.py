@@ -13,6 +13,7 @@ from ._load import load_config as load_config
 from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
 from ._models import IMU_COLUMNS as IMU_COLUMNS
+from ._models import AnalyzerSubscriber as AnalyzerSubscriber
 from ._models import CameraSource as CameraSource
 from ._models import CommandSubscriber as CommandSubscriber
 from ._models import DaemonConfig as DaemonConfig
@@ -22,6 +23,7 @@ from ._models import FileSource as FileSource
 from ._models import HttpConfig as HttpConfig
 from ._models import ImuSource as ImuSource
 from ._models import PixelFormat as PixelFormat
+from ._models import RecorderSubscriber as RecorderSubscriber
 from ._models import RestartMode as RestartMode
 from ._models import RetryPolicy as RetryPolicy
 from ._models import SourceConfig as SourceConfig
@@ -30,12 +32,15 @@ from ._models import SubscriberConfig as SubscriberConfig
 from ._models import SyntheticSource as SyntheticSource
 from ._models import Topology as Topology
 from ._models import UrlSource as UrlSource
+from ._models import ViewSubscriber as ViewSubscriber
+from ._models import WebSubscriber as WebSubscriber
 from ._paths import check_devices as check_devices
 
 __all__ = [
     "CONFIG_ENV",
     "IMU_COLUMNS",
     "SUBSCRIBER_ENV",
+    "AnalyzerSubscriber",
     "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
@@ -45,6 +50,7 @@ __all__ = [
     "HttpConfig",
     "ImuSource",
     "PixelFormat",
+    "RecorderSubscriber",
     "RestartMode",
     "RetryPolicy",
     "SourceConfig",
@@ -53,6 +59,8 @@ __all__ = [
     "SyntheticSource",
     "Topology",
     "UrlSource",
+    "ViewSubscriber",
+    "WebSubscriber",
     "check_devices",
     "check_memory",
     "check_references",

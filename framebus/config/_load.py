@@ -119,11 +119,17 @@ def _raw_names(data: dict[str, Any]) -> _Names:
         for s in items("streams")
         if isinstance(s.get("name"), str)
     ]
+
+    def one(value: object) -> list[str]:
+        return [value] if isinstance(value, str) else []
+
+    # A shipped kind names its streams in its own fields (stream, streams, publish): see _Service.
     subscribers = [
-        (s["name"], strings(s.get("reads")), strings(s.get("publishes")))
+        (s["name"], strings(s.get("reads")) + one(s.get("stream")) + strings(s.get("streams")),
+         strings(s.get("publishes")) + one(s.get("publish")))
         for s in items("subscribers")
         if isinstance(s.get("name"), str)
-    ]
+    ]  # fmt: skip
     return _Names(streams, subscribers)
 
 
