@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import ConfigError, FramebusError
-from . import check, ls, schema, serve
+from . import bridge, check, ls, schema, serve
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ._logging import configure_logging
 
 __all__ = ["main"]
 
-_COMMANDS = (serve, check, schema, ls)  # each adds its subcommands, in this order, to --help
+_COMMANDS = (serve, bridge, check, schema, ls)  # each adds its subcommands, in this order, to --help
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,12 +10,17 @@ from ._load import check_references as check_references
 from ._load import load_config as load_config
 from ._load import parse_config as parse_config
 from ._models import IMU_COLUMNS as IMU_COLUMNS
+from ._models import BridgeConfig as BridgeConfig
+from ._models import BridgeExport as BridgeExport
+from ._models import BridgeImport as BridgeImport
+from ._models import BridgeMode as BridgeMode
 from ._models import CameraSource as CameraSource
 from ._models import CommandSubscriber as CommandSubscriber
 from ._models import DaemonConfig as DaemonConfig
 from ._models import DepthSource as DepthSource
 from ._models import DerivedSource as DerivedSource
 from ._models import FileSource as FileSource
+from ._models import FrameEncoding as FrameEncoding
 from ._models import HttpConfig as HttpConfig
 from ._models import ImuSource as ImuSource
 from ._models import PixelFormat as PixelFormat
@@ -30,12 +35,17 @@ from ._models import UrlSource as UrlSource
 
 __all__ = [
     "IMU_COLUMNS",
+    "BridgeConfig",
+    "BridgeExport",
+    "BridgeImport",
+    "BridgeMode",
     "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
     "DepthSource",
     "DerivedSource",
     "FileSource",
+    "FrameEncoding",
     "HttpConfig",
     "ImuSource",
     "PixelFormat",
