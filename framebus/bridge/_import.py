@@ -5,6 +5,11 @@ replaced before the importer took it is dropped and counted, never queued, and n
 The importer copies the newest sample's bytes out of Zenoh once and publishes them locally;
 it (re)creates the local Publisher when the remote's shape or dtype changes, and marks the
 stream stalled while the remote stays silent (gone, link down, or its source stalled).
+
+A bridge that was killed leaves its imported streams behind with a dead writer. The next
+importer adopts such a stream at once (same shape, marked stalled) rather than at the remote's
+first frame, so its readers re-attach and its segment is removed at stop even if the remote
+never speaks again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import numpy as np
 import zenoh
 
-from .. import Publisher
+from .. import Publisher, streams
 from .._errors import FramebusError
 from ..config import BridgeImport
 from ._codec import decode
@@ -55,6 +60,7 @@ class Importer:
         self._arrived.set()
 
     def run(self) -> None:
+        self._adopt_dead_stream()
         subscriber = self._session.declare_subscriber(self.config.key, self._on_sample)
         try:
             while not self._stopping:
@@ -72,10 +78,9 @@ class Importer:
                 self._publisher.close()
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
-        """Zenoh's thread: keep the newest sample only (latest-only: nothing queues)."""
+        """Zenoh's thread: keep the newest sample only (latest-only: nothing queues). A replaced
+        sample shows up as a gap in the link sequence, counted with the frames lost on the way."""
         with self._lock:
-            if self._pending is not None:
-                self.dropped += 1
             self._pending = sample
         self._arrived.set()
 
@@ -133,6 +138,30 @@ class Importer:
         )  # fmt: skip
         self._stalled = False
         return self._publisher
+
+    def _adopt_dead_stream(self) -> None:
+        """Take over a stream of our name whose writer died (a killed bridge's), marked stalled."""
+        name = self.config.stream
+        old = next((s for s in streams() if s.name == name), None)
+        if old is None or old.error is not None or old.writer_alive:
+            return
+        try:
+            self._publisher = Publisher(
+                name,
+                old.shape,
+                old.dtype,
+                slots=self.config.slots,
+                group=self.config.group,
+                fps=old.nominal_fps,
+            )
+        except FramebusError as exc:  # e.g. a live writer took the name meanwhile: the first frame says it
+            logger.debug("import %s: cannot adopt the old %r: %s", self.config.key, name, exc)
+            return
+        self._publisher.set_stalled(True)
+        self._stalled = True
+        logger.info(
+            "import %s: adopted %r (its writer died); stalled until frames come", self.config.key, name
+        )
 
     def _count_link_drops(self, link_seq: int) -> None:
         last, self._last_link_seq = self._last_link_seq, link_seq

@@ -327,6 +327,8 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any]) -> list[str]:
 
 def _path(loc: Sequence[int | str], data: dict[str, Any]) -> str:
     """`streams[0].source.fourcc`, plus the item's name when the item has one."""
+    if not loc:
+        return ""  # a rule on the whole document
     parts: list[str] = []
     named = ""
     for i, item in enumerate(loc):
