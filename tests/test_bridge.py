@@ -7,7 +7,10 @@ scouting off, so no packet leaves the machine.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 
 import framebus
-from _daemonproc import FramebusProcess, free_port, wait_until, write_config
+from _daemonproc import REPO, FramebusProcess, free_port, wait_until, write_config
 from framebus.bridge import Header, WireError
 from framebus.bridge._codec import decode, encode
 from framebus.config import FrameEncoding, StreamConfig, parse_config
@@ -412,3 +415,14 @@ def test_a_slow_importer_drops_old_frames_and_counts_them() -> None:
 
     with children() as start:
         join_ok(start(slow_importer_keeps_latest_only, unique_name("slow"), free_port()))
+
+
+def test_the_bridge_is_a_front_end_of_the_public_api() -> None:
+    for path in (REPO / "framebus" / "bridge").glob("*.py"):
+        assert not re.search(r"from \.\._|framebus\._", path.read_text()), (
+            f"{path.name} uses the core's privates"
+        )
+    probe = "import sys, framebus, framebus.config; sys.exit('zenoh' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0, (
+        "import framebus loads zenoh"
+    )

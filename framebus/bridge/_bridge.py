@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import zenoh
 
-from .._errors import FramebusError
+from .. import FramebusError
 from ..config import BridgeConfig
 from ._export import Exporter
 from ._import import Importer

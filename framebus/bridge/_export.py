@@ -15,8 +15,7 @@ import time
 
 import zenoh
 
-from .. import Frame, Subscriber
-from .._errors import FramebusError, StreamNotFound, WriterGone
+from .. import Frame, FramebusError, StreamNotFound, Subscriber, WriterGone
 from ..config import BridgeExport, FrameEncoding
 from ._codec import encode, jpeg_capable
 from ._wire import Header

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import zenoh
 
-from .. import Publisher, streams
-from .._errors import FramebusError
+from .. import FramebusError, Publisher, streams
 from ..config import BridgeImport
 from ._codec import decode
 from ._wire import Header, WireError

@@ -13,7 +13,7 @@ import json
 
 import zenoh
 
-from .._errors import FramebusError
+from .. import FramebusError
 from ..config import BridgeConfig, BridgeMode
 
 __all__ = ["open_session", "zenoh_config"]

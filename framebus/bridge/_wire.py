@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import FramebusError
+from .. import FramebusError
 from ..config import FrameEncoding
 
 __all__ = ["Header", "WireError"]
