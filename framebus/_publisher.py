@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 import threading
 import time
 import weakref
@@ -17,28 +16,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import FramebusError
-from ._layout import (
-    DEFAULT_META_CAPACITY,
-    STALLED,
-    STATS,
-    STATS_FIELDS,
-    WRITER_CLOSED,
-    WRITER_LIVE,
-    WRITER_STATE,
-    Layout,
-    magic_word,
-)
+from ._layout import DEFAULT_META_CAPACITY, DEFAULT_SLOTS, Layout, WriterStats
 from ._names import validate_name
 from ._ring import Ring
 from ._segment import Segment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
-# Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
-# interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
-_STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
 class Publisher:
@@ -65,8 +50,7 @@ class Publisher:
         try:
             self.layout.write_description(memoryview(segment.map), os.getpid(), time.time_ns())
             self._ring = Ring(segment, self.layout, writable_frames=True)
-            self._ring.words.store(WRITER_STATE, WRITER_LIVE)
-            self._ring.words.store(0, magic_word())  # last: readers accept the header from here on
+            self._ring.open_stream()
         except BaseException:
             segment.unlink()
             segment.close()
@@ -137,8 +121,7 @@ class Publisher:
 
         Safe from any thread (one atomic store and a wake-up)."""
         self._check_open()
-        self._ring.words.store(STALLED, int(stalled))
-        self._ring.wake()  # sleeping readers re-check and can report the change
+        self._ring.set_stalled(stalled)
 
     def close(self) -> None:
         """Remove the stream: readers learn at once that the writer is gone."""
@@ -191,7 +174,7 @@ class Publisher:
             ewma = self._interval_ewma
             self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
         self._last_publish_ns = now
-        _STATS.pack_into(self._ring.segment.map, STATS, self._seq, now, wall, self._interval_ewma)
+        self._ring.publish_stats(WriterStats(self._seq, now, wall, self._interval_ewma))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -235,7 +218,6 @@ class Publisher:
 
 def _remove(ring: Ring) -> None:
     """Mark the stream closed, wake readers, unlink and let go (also run at exit if unclosed)."""
-    ring.words.store(WRITER_STATE, WRITER_CLOSED)
-    ring.wake()
+    ring.close_stream()
     ring.segment.unlink()
     ring.segment.close()

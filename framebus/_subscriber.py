@@ -14,7 +14,7 @@ from ._attachment import Attachment, NotReady
 from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS, SLOT_MASK
+from ._ring import SLOT_BITS
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -185,34 +185,28 @@ class Subscriber:
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
-            self._current.stale = self._gone or self._att.stalled()  # the same frame, as of now
+            self._current.stale = self._gone or self._att.ring.stalled()  # the same frame, as of now
             return self._current
         return self._take()
 
-    def _take(self) -> Frame:
-        """Pin (or copy) the newest frame; the caller has seen that one is published."""
-        att, last = self._att, self._last_seq
-        if self.copy:
-            array = np.empty(att.layout.shape, att.layout.dtype)
-            word, header, meta = att.ring.copy_latest(array)
-            timestamp_ns, wall_ns, release = header[1], header[2], None
-            seq = word >> SLOT_BITS
-            missed = seq - last - 1 if last and seq > last else 0
-            if seq != last:  # (the same frame again is no new read)
-                att.record_read(missed)
-        else:
-            word, timestamp_ns, wall_ns, meta, missed = att.ring.pin_latest(att.hold, att.read_stats, last)
-            array, release = att.ring.frames[word & SLOT_MASK], self._release
-            seq = word >> SLOT_BITS
-        self._last_seq = seq
-        frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
-        self._current, self._current_word = frame, word
+    def _take(self) -> Frame | None:
+        """Pin (or copy) the newest frame; None only if nothing is published."""
+        att = self._att
+        read = att.read(self._last_seq)
+        if read is None:
+            return None
+        release = self._release if read.held else None
+        stale = self._gone or att.ring.stalled()
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed, stale,
+                      release)  # fmt: skip
+        self._last_seq = read.seq
+        self._current, self._current_word = frame, read.word
         return frame
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and not self._closed:
-                self._att.ring.unpin(self._att.hold)
+                self._att.unpin()
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
@@ -220,10 +214,10 @@ class Subscriber:
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the subscriber is closed")
         now = time.monotonic()
-        if now < self._next_check and not self._att.closed_by_writer():
+        if now < self._next_check and not self._att.ring.closed_by_writer():
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and (self._att.segment.resized() or not self._att.writer_alive()):
+        if not self._gone and (self._att.segment.resized() or not self._att.ring.writer_alive()):
             # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
             self._gone, self._gone_reported = True, False
         if self._gone:
