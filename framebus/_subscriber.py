@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._attachment import Attachment, NotReady
-from ._errors import FramebusError, WriterGone
+from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS
+from ._ring import Read
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -39,12 +39,18 @@ class Subscriber:
     If the writer dies or closes, `wait()` raises WriterGone once; the same subscriber then
     re-attaches by itself when a writer of that name returns, whatever its new shape.
     Use from one thread; `close()` may be called from any thread.
+
+    A stream that does not exist raises StreamNotFound (naming the streams that do), unless
+    `wait` is given: then the constructor waits up to that many seconds for the stream to
+    appear (a subscriber started before its daemon) and raises TimeoutError after that.
     """
 
-    def __init__(self, name: str, *, copy: bool = False) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
         self.name = validate_name(name)
         self.copy = copy
-        self._att = _attach_with_grace(name, copy)
+        if not wait >= 0:
+            raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
+        self._att = _attach_when_created(name, copy, wait)
         self._lock = threading.Lock()
         self._closed = False
         self._gone = False  # the current attachment's writer is known to be dead or closed
@@ -94,24 +100,26 @@ class Subscriber:
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
                 if not (self._gone or self._closed):  # a frame already published comes first
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
+                    read = self._att.wait(self._last_seq, 0.0)
+                    if read is not None:
+                        return self._deliver(read)
                 self._refresh()  # then: is the writer still there (or a new one)?
-                ring = None if self._gone else self._att.ring
-                if ring is None:
+                att = None if self._gone else self._att
+                if att is None:
                     self._check_gone(deadline)
-                else:
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
-            if ring is None:
+                last = self._last_seq
+            if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
-            else:
-                ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
+                continue
+            # Sleep and read in one native call (GIL released while asleep, no lock held).
+            read = att.wait(last, min(remaining, LIVENESS_INTERVAL))
+            if read is not None:
+                with self._lock:
+                    if att is self._att and not self._closed:
+                        return self._deliver(read)
 
     def __iter__(self) -> Iterator[Frame]:
         """Newest frames in order, skipping those it was too slow for; survives writer restarts."""
@@ -152,6 +160,7 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
+        self._att.port.close()  # a wait() in flight in another thread pins nothing from now on
         self._att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
             self._current = None
@@ -171,34 +180,21 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _poll(self) -> tuple[Frame | None, int]:
-        """A frame newer than the last one returned, if any, and the WAKE value to sleep on.
-        WAKE is loaded before LATEST: a publish after that load ends the sleep at once."""
-        ring = self._att.ring
-        seen = ring.wake_word()
-        if ring.latest_word() >> SLOT_BITS > self._last_seq:
-            return self._take(), seen
-        return None, seen
-
     def _read_latest(self) -> Frame | None:
-        word = self._att.ring.latest_word()
+        word = self._att.ring.latest_word()  # (cheap: a copy reader copies only a new frame)
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
             self._current.stale = self._gone or self._att.ring.stalled()  # the same frame, as of now
             return self._current
-        return self._take()
+        read = self._att.take(self._last_seq)
+        return None if read is None else self._deliver(read)
 
-    def _take(self) -> Frame | None:
-        """Pin (or copy) the newest frame; None only if nothing is published."""
-        att = self._att
-        read = att.read(self._last_seq)
-        if read is None:
-            return None
+    def _deliver(self, read: Read) -> Frame:
+        """The Frame of a read; it becomes the current (in zero-copy mode, held) frame."""
         release = self._release if read.held else None
-        stale = self._gone or att.ring.stalled()
-        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed, stale,
-                      release)  # fmt: skip
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed,
+                      self._gone or read.stalled, release)  # fmt: skip
         self._last_seq = read.seq
         self._current, self._current_word = frame, read.word
         return frame
@@ -206,7 +202,7 @@ class Subscriber:
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and not self._closed:
-                self._att.unpin()
+                self._att.unpin(self._current_word)
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
@@ -263,6 +259,21 @@ def _remaining(deadline: float | None) -> float:
     if deadline is None:
         return float("inf")
     return deadline - time.monotonic()
+
+
+def _attach_when_created(name: str, copy: bool, wait: float) -> Attachment:
+    """Attach; while the stream does not exist, look again every REATTACH_POLL for `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _attach_with_grace(name, copy)
+        except StreamNotFound as exc:
+            left = deadline - time.monotonic()
+            if wait == 0:
+                raise
+            if left <= 0:
+                raise TimeoutError(f"stream {name!r} did not appear within {wait:g} s: {exc}") from exc
+            time.sleep(min(left, REATTACH_POLL))
 
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:

@@ -35,6 +35,7 @@ from ._models import SubscriberConfig as SubscriberConfig
 from ._models import SyntheticSource as SyntheticSource
 from ._models import Topology as Topology
 from ._models import UrlSource as UrlSource
+from ._paths import check_devices as check_devices
 
 __all__ = [
     "CONFIG_ENV",
@@ -62,6 +63,7 @@ __all__ = [
     "SyntheticSource",
     "Topology",
     "UrlSource",
+    "check_devices",
     "check_memory",
     "check_references",
     "load_config",

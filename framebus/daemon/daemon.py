@@ -62,6 +62,9 @@ class Daemon:
     def http_port(self) -> int | None:
         return self._http.port if self._http else None
 
+    def _subscriber_status(self) -> list[dict[str, Any]]:
+        return self._supervisor.status()  # the bridges too, as "bridge.NAME"
+
     def stats(self) -> list[RunnerStats]:
         return [s.runner.stats() for s in list(self._streams.values())]
 
@@ -145,7 +148,7 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts)
+        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
         try:
             await self._http.start(config.host, config.port)
         except OSError as exc:
