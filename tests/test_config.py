@@ -152,7 +152,7 @@ def test_http_must_be_loopback() -> None:
 
 
 def test_missing_streams() -> None:
-    assert "streams: required key is missing" in problems("daemon: {}\n")
+    assert "a topology needs at least one entry under 'streams' or 'bridges'" in problems("daemon: {}\n")
 
 
 def test_empty_command() -> None:

@@ -15,6 +15,7 @@ from .. import __version__
 from .._errors import ConfigError, FramebusError
 from . import (
     analyze,
+    bridge,
     check,
     doctor,
     install_systemd,
@@ -34,10 +35,10 @@ from ._logging import configure_logging
 
 __all__ = ["main"]
 
-# Each adds its subcommands, in this order, to --help: running, then the shipped subscribers,
-# then the operator's tools.
-_COMMANDS = (serve, subscriber, check, schema, record, replay, analyze, web, view, ls, top, stat, doctor,
-             install_systemd)  # fmt: skip
+# Each adds its subcommands, in this order, to --help: running, then the shipped subscribers
+# and the bridge, then the operator's tools.
+_COMMANDS = (serve, subscriber, check, schema, record, replay, analyze, web, view, bridge, ls, top,
+             stat, doctor, install_systemd)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

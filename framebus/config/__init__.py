@@ -14,12 +14,17 @@ from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
 from ._models import IMU_COLUMNS as IMU_COLUMNS
 from ._models import AnalyzerSubscriber as AnalyzerSubscriber
+from ._models import BridgeConfig as BridgeConfig
+from ._models import BridgeExport as BridgeExport
+from ._models import BridgeImport as BridgeImport
+from ._models import BridgeMode as BridgeMode
 from ._models import CameraSource as CameraSource
 from ._models import CommandSubscriber as CommandSubscriber
 from ._models import DaemonConfig as DaemonConfig
 from ._models import DepthSource as DepthSource
 from ._models import DerivedSource as DerivedSource
 from ._models import FileSource as FileSource
+from ._models import FrameEncoding as FrameEncoding
 from ._models import HttpConfig as HttpConfig
 from ._models import ImuSource as ImuSource
 from ._models import PixelFormat as PixelFormat
@@ -41,12 +46,17 @@ __all__ = [
     "IMU_COLUMNS",
     "SUBSCRIBER_ENV",
     "AnalyzerSubscriber",
+    "BridgeConfig",
+    "BridgeExport",
+    "BridgeImport",
+    "BridgeMode",
     "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
     "DepthSource",
     "DerivedSource",
     "FileSource",
+    "FrameEncoding",
     "HttpConfig",
     "ImuSource",
     "PixelFormat",
