@@ -10,6 +10,7 @@ from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
     COPY_READERS,
+    GEN,
     HEADER_SIZE,
     HOLD,
     READER_LOCK_BASE,
@@ -44,9 +45,10 @@ _READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames miss
 class Attachment:
     """A validated, mapped segment plus the reader-table entry this subscriber owns."""
 
-    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool) -> None:
+    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool, generation: int) -> None:
         self.segment = segment
         self.layout = layout
+        self.generation = generation  # the writer incarnation we attached to
         self.ring = Ring(segment, layout, writable_frames=False)
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
@@ -73,21 +75,28 @@ class Attachment:
         """
         segment = Segment.open(name)
         try:
-            _check_published(segment, strict)
+            generation = _check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
             if segment.size != layout.total_size:
                 raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
                                      f"{layout.total_size}")  # fmt: skip
+            if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
+                raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
         except BaseException:
             segment.close()
             raise
         segment.prefault()
-        return cls(segment, layout, entry, copy)
+        return cls(segment, layout, entry, copy, generation)
 
     def writer_alive(self) -> bool:
-        return (self.ring.words.load(WRITER_STATE) == WRITER_LIVE
+        return (self.ring.words.load(WRITER_STATE) == WRITER_LIVE and not self.replaced()
                 and self.segment.is_locked(WRITER_LOCK_BYTE))  # fmt: skip
+
+    def replaced(self) -> bool:
+        """True once another writer has taken this segment over: nothing read from it since
+        belongs to the writer we attached to."""
+        return self.ring.words.load(GEN) != self.generation
 
     def closed_by_writer(self) -> bool:
         return self.ring.words.load(WRITER_STATE) == WRITER_CLOSED
@@ -120,14 +129,15 @@ class NotReady(Exception):
         self.writer_alive = writer_alive
 
 
-def _check_published(segment: Segment, strict: bool) -> None:
-    """Return once the writer has published the header; NotReady (or, if `strict`, the error
-    that a lasting unpublished state means) before."""
+def _check_published(segment: Segment, strict: bool) -> int:
+    """The writer generation, once the writer has published the header; NotReady (or, if
+    `strict`, the error that a lasting unpublished state means) before."""
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
+            words.fence()  # (when re-checking: the header bytes were read before this)
             if words.load(0) == magic_word():  # acquire: the header written before it is visible
-                return
+                return words.load(GEN)
         finally:
             words.release()
     writer_alive = segment.is_locked(WRITER_LOCK_BYTE)

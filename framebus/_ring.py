@@ -62,6 +62,11 @@ SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
 U32 = 0xFFFFFFFF
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
+COPY_ATTEMPTS = 4  # a copy reader's tries per call; a writer lapping every one cannot hold it longer
+
+
+class Lapped(Exception):
+    """The writer overwrote the frame during each of COPY_ATTEMPTS copies (big frames, few slots)."""
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -207,9 +212,10 @@ class Ring:
         self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
 
     def copy_latest(self, out: np.ndarray[Any, Any]) -> tuple[int, tuple[int, int, int, int], bytes]:
-        """Copy the newest frame into `out`: (LATEST word, slot header, meta); word 0 if none yet."""
+        """Copy the newest frame into `out`: (LATEST word, slot header, meta); word 0 if none yet.
+        Lapped if the writer overwrote it during each of COPY_ATTEMPTS tries (bounded time)."""
         words, previous = self.words, -1
-        while True:
+        for _ in range(COPY_ATTEMPTS):
             word = words.load(LATEST)
             if word == 0:
                 return 0, (0, 0, 0, 0), b""
@@ -221,6 +227,7 @@ class Ring:
                 return word, self._checked_header(slot, header), meta
             self._check_progress(word, previous)
             previous = word
+        raise Lapped(self.layout.name)
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
         start = self._slots[slot]
