@@ -263,6 +263,12 @@ def _reclaim_stale(name: str) -> None:
         old.close()
 
 
+def remove_if_dead(name: str) -> None:
+    """Remove stream `name`'s segment if its writer is gone (WriterBusy if it lives; nothing if
+    there is none). For owners that leave a segment for a successor that then never came."""
+    _reclaim_stale(name)
+
+
 def _check_writer_owns(segment: Segment) -> None:
     if segment.owner_uid != os.geteuid():
         raise SegmentForeign(

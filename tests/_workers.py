@@ -9,6 +9,8 @@ from multiprocessing.synchronize import Event
 from queue import Queue
 from typing import Any
 
+import numpy as np
+
 import framebus
 from framebus.testing import frame_is_intact, tagged_frame
 
@@ -130,3 +132,43 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     child_pid.put(pid)
     ready.set()
     time.sleep(3600)
+
+
+def write_paced(name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6) -> None:
+    """Publish tagged frames every `period_s` until killed; `ready` once the first is out.
+    A creation error (e.g. SharedMemoryFull) ends the child with exit code 3."""
+    try:
+        pub = framebus.Publisher(name, shape, "uint8", slots=slots)
+    except framebus.FramebusError as exc:
+        print(f"writer failed: {exc!r}", flush=True)
+        os._exit(3)
+    seq = pub.publish(tagged_frame(shape, 1))
+    ready.set()
+    while True:
+        time.sleep(period_s)
+        seq += 1
+        pub.publish(tagged_frame(shape, seq))
+
+
+def publish_as_another_user(name: str, uid: int, ready: Event) -> None:
+    """Drop to `uid` (no groups), create stream `name` (mode 0600, our uid) and publish; hang."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    pub = framebus.Publisher(name, (4, 4), "uint8")
+    pub.publish(np.full((4, 4), 66, np.uint8), meta={"from": "attacker"})
+    ready.set()
+    time.sleep(3600)
+
+
+def read_as_another_user(name: str, uid: int, groups: list[int], results: Queue[Any]) -> None:
+    """Drop to `uid` with supplementary `groups`, try to read stream `name`; report the outcome."""
+    os.setgroups(groups)
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        with framebus.Subscriber(name) as sub:
+            frame = sub.latest()
+            results.put("read" if frame is not None else "empty")
+    except framebus.FramebusError as exc:
+        results.put(type(exc).__name__)

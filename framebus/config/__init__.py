@@ -5,6 +5,7 @@ what needs the whole document or the machine: cross-references and the /dev/shm 
 (:mod:`framebus.config._load`). Services read files; the library takes these models.
 """
 
+from ._load import check_groups as check_groups
 from ._load import check_memory as check_memory
 from ._load import check_references as check_references
 from ._load import load_config as load_config
@@ -47,6 +48,7 @@ __all__ = [
     "SyntheticSource",
     "Topology",
     "UrlSource",
+    "check_groups",
     "check_memory",
     "check_references",
     "load_config",

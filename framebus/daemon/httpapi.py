@@ -1,7 +1,14 @@
-"""The daemon's control-plane HTTP API on loopback: /health, /streams (JSON), /metrics (Prometheus)."""
+"""The daemon's control-plane HTTP API on loopback: /health, /streams (JSON), /metrics (Prometheus).
+
+The daemon's file descriptors are for capture: the API holds at most `max_connections` at once
+(more are answered 503 and closed) and closes a connection that has not sent a complete request
+within `header_timeout_s` (or idles that long between requests), so slow or piled-up clients
+cannot starve the streams.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,14 +59,19 @@ class HttpApi:
         app.router.add_get("/metrics", self._metrics)
         return app
 
-    async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+    async def start(
+        self, host: str, port: int, *, max_connections: int = 64, header_timeout_s: float = 5.0
+    ) -> None:
+        # aiohttp's keep-alive timer runs from the connection's start until a request is complete
+        # (then between requests): it bounds the time to send headers as well as idle time.
+        self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=header_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        site = _BoundedSite(self._runner, host, port, max_connections)
+        try:
+            self.port = await site.bind()
+        except BaseException:
+            await self.stop()
+            raise
         logger.info("HTTP API on http://%s:%d (/health, /streams, /metrics)", host, self.port)
 
     async def stop(self) -> None:
@@ -83,6 +95,51 @@ class HttpApi:
 
 
 _PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Refused(asyncio.Protocol):
+    """A connection beyond the cap: one 503 and closed, without parsing anything."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _BoundedSite(web.BaseSite):
+    """A TCP site that serves at most `limit` connections at once."""
+
+    __slots__ = ("_host", "_limit", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limit: int) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._limit = host, port, limit
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def bind(self) -> int:
+        """Start serving; the bound port."""
+        await self.start()
+        assert self._server is not None
+        sockets = getattr(self._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limit = self._limit
+
+        def protocol() -> asyncio.BaseProtocol:
+            return _Refused() if len(server.connections) >= limit else server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
 
 
 def merge_streams(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,7 +173,7 @@ def render_metrics(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) 
     lines = []
     for metric, kind, help_text, value in _METRICS:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-        lines += [f'{metric}{{stream="{s.name}"}} {value(s):g}' for s in stats]
+        lines += [f"{metric}{{stream={_label(s.name)}}} {value(s):g}" for s in stats]
     lines += [
         "# HELP framebus_stream_subscribers Subscribers attached to the stream.",
         "# TYPE framebus_stream_subscribers gauge",
@@ -124,5 +181,13 @@ def render_metrics(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) 
     for info in streams:
         subscribers = info.get("subscribers")
         count = len(subscribers) if isinstance(subscribers, list) else 0
-        lines.append(f'framebus_stream_subscribers{{stream="{info.get("name")}"}} {count}')
+        lines.append(f"framebus_stream_subscribers{{stream={_label(str(info.get('name')))}}} {count}")
     return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: quoted, with backslash, quote and newline escaped (and anything
+    UTF-8 cannot encode, such as a planted non-UTF-8 file name, as a backslash escape too)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f'"{escaped}"'
