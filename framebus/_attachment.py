@@ -146,6 +146,7 @@ def _check_published(segment: Segment, strict: bool) -> int:
     if writer_alive:
         raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
     Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
+    raise StreamNotFound(f"stream {segment.name!r} is still being created")  # (published just now)
 
 
 def _claim_entry(segment: Segment, layout: Layout, copy: bool) -> int:

@@ -201,7 +201,10 @@ class Layout:
         """True if `other` puts every slot, frame and meta area where this layout does: a new
         writer of such a layout can take a dead writer's segment over in place."""
         return (self.slot_count, self.slot_stride, self.frame_offset, self.meta_capacity) == (
-            other.slot_count, other.slot_stride, other.frame_offset, other.meta_capacity
+            other.slot_count,
+            other.slot_stride,
+            other.frame_offset,
+            other.meta_capacity,
         )
 
     @property

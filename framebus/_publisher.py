@@ -169,7 +169,7 @@ class Publisher:
         return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
     @contextmanager
-    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[int]:
+    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[tuple[Ring, int]]:
         """Claim a slot under the write lock; commit it if the block succeeds, abandon it if not.
         Every argument is checked first, so a bad call leaves the stream untouched."""
         meta_bytes = self._encode_meta(meta)
@@ -216,7 +216,9 @@ class Publisher:
 
     def _check_timestamp(self, timestamp_ns: object) -> None:
         if timestamp_ns is not None and not (
-            isinstance(timestamp_ns, int) and not isinstance(timestamp_ns, bool) and 0 <= timestamp_ns < 1 << 63
+            isinstance(timestamp_ns, int)
+            and not isinstance(timestamp_ns, bool)
+            and 0 <= timestamp_ns < 1 << 63
         ):
             raise ValueError(
                 f"stream {self.name!r}: timestamp_ns must be CLOCK_MONOTONIC ns, got {timestamp_ns!r}"

@@ -351,7 +351,9 @@ def _reserve(fd: int, name: str, size: int) -> None:
             if exc.errno != errno.EFBIG and free + pending >= size and time.monotonic() < deadline:
                 time.sleep(_RETRY_S)
                 continue
-            held = f" (+{pending / 2**20:.1f} MiB still mapped by readers of removed rings)" if pending else ""
+            held = (
+                f" (+{pending / 2**20:.1f} MiB still mapped by readers of removed rings)" if pending else ""
+            )
             raise SharedMemoryFull(
                 f"stream {name!r} needs {size / 2**20:.1f} MiB but {SHM_DIR} has {free / 2**20:.1f} MiB "
                 f"free{held}: use fewer slots or smaller frames, or enlarge /dev/shm "

@@ -158,9 +158,58 @@ def inodes_exhausted() -> None:
     print(f"inodes: SharedMemoryFull after {len(filler)} files")
 
 
+def daemon_reload_and_restart() -> None:
+    """Item 1, daemon side, on a 30 MiB /dev/shm with a 16.6 MiB ring and a reader holding a
+    frame: a reload that changes the fps, then a SIGKILL and a restart, both serve the stream."""
+    import tempfile
+
+    from _daemonproc import NotifySocket, free_port, http_get, running, wait_until, write_config
+
+    name, port = unique_name("daemon"), free_port()
+
+    def config(fps: float) -> dict[str, Any]:
+        stream = {"name": name, "source": {"kind": "synthetic"}, "width": 1280, "height": 720, "fps": fps}
+        return {"daemon": {"http": {"port": port}}, "streams": [stream]}
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        path = write_config(tmp / "t.yaml", config(30))
+        notify = NotifySocket(tmp / "notify.sock")
+        env = {"NOTIFY_SOCKET": str(notify.path)}
+        with running(["daemon", str(path)], tmp, env) as daemon:
+            ready = notify.wait_for("READY=1", 30)
+            sub = framebus.Subscriber(name)
+            held = sub.wait(timeout=10)  # held through the reload, as a for-loop's variable is
+            write_config(path, config(15))
+            daemon.send(signal.SIGHUP)
+            ready = notify.wait_for("READY=1", 30, after=ready + 1)
+            wait_until(lambda: http_get(port, "/health")[0] == 200, 10, "health after the reload")
+            frame = _next_frame(sub)
+            assert sub.fps == 15 and frame.array.shape == (720, 1280, 3)
+            int(held.array.sum())
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+        with running(["daemon", str(path)], tmp, env) as again:
+            notify.wait_for("READY=1", 30, after=ready + 1)
+            wait_until(lambda: http_get(port, "/health")[0] == 200, 10, "health after the restart")
+            frame = _next_frame(sub)
+            assert frame.seq >= 1
+            code, _ = again.stop()
+            assert code == 0, again.output()
+        sub.close()
+        notify.close()
+        print(f"daemon: reload and restart served the stream with {free_mib():.1f} MiB of 30 free after")
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in (same_shape_after_kill, new_shape_after_kill, closed_subscriber_frees_memory, inodes_exhausted)
+    for f in (
+        same_shape_after_kill,
+        new_shape_after_kill,
+        closed_subscriber_frees_memory,
+        inodes_exhausted,
+        daemon_reload_and_restart,
+    )
 }
 
 if __name__ == "__main__":

@@ -134,7 +134,9 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     time.sleep(3600)
 
 
-def write_paced(name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6) -> None:
+def write_paced(
+    name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6
+) -> None:
     """Publish tagged frames every `period_s` until killed; `ready` once the first is out.
     A creation error (e.g. SharedMemoryFull) ends the child with exit code 3."""
     try:

@@ -22,8 +22,9 @@ def _namespace_problem() -> str | None:
         return "needs root to mount a small tmpfs in a private mount namespace (CI runs as root)"
     if shutil.which("unshare") is None:
         return "needs util-linux unshare"
+    mount = "mount -t tmpfs -o size=1m tmpfs /dev/shm"
     probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     return None if probe.returncode == 0 else f"cannot mount a tmpfs under unshare -m: {probe.stderr.strip()}"
@@ -58,3 +59,7 @@ def test_closed_publisher_and_subscriber_free_their_memory_at_once() -> None:
 
 def test_a_tmpfs_out_of_inodes_is_shared_memory_full() -> None:
     print(run_with_small_shm("inodes_exhausted", "size=8m,nr_inodes=64"))
+
+
+def test_the_daemon_reloads_and_restarts_a_stream_a_reader_holds_on_a_tight_tmpfs() -> None:
+    print(run_with_small_shm("daemon_reload_and_restart", "size=30m"))

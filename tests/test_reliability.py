@@ -136,7 +136,9 @@ def test_copy_latest_is_bounded_against_a_writer_that_laps_every_copy(
         assert again is first  # the previous frame, not a torn one
         monkeypatch.undo()
         newest = sub.latest()
-        assert newest is not None and newest.seq == pub.published and frame_is_intact(newest.array, newest.seq)
+        assert (
+            newest is not None and newest.seq == pub.published and frame_is_intact(newest.array, newest.seq)
+        )
 
 
 # -- items 5, 6, 9: the API refuses what it cannot honour, with typed errors ---------------------
@@ -211,7 +213,9 @@ def _nobody_can_run_python() -> str | None:
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-c",
          "import framebus"], capture_output=True, text=True, timeout=JOIN_TIMEOUT_S, cwd="/",
     )  # fmt: skip
-    return None if probe.returncode == 0 else f"user nobody cannot import framebus here: {probe.stderr[-200:]}"
+    return (
+        None if probe.returncode == 0 else f"user nobody cannot import framebus here: {probe.stderr[-200:]}"
+    )
 
 
 def test_a_subscriber_refuses_another_users_stream() -> None:
@@ -347,13 +351,13 @@ _TOKENS = [
 ]  # fmt: skip
 
 
-@settings(
-    max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.one_of(
         st.binary(max_size=300),
-        st.lists(st.sampled_from(_TOKENS), max_size=40).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass")),
+        st.lists(st.sampled_from(_TOKENS), max_size=40).map(
+            lambda parts: "".join(parts).encode("utf-8", "surrogatepass")
+        ),
     ),
     suffix=st.sampled_from([".yaml", ".toml"]),
 )

@@ -163,7 +163,9 @@ class Daemon:
             logger.info("%s: %s source, %s %s at %g fps", config.name, config.source.kind, shape,
                         config.dtype(), config.fps)  # fmt: skip
 
-    def _close_streams(self, names: Sequence[str], deadline: float, keep: frozenset[str] = frozenset()) -> None:
+    def _close_streams(
+        self, names: Sequence[str], deadline: float, keep: frozenset[str] = frozenset()
+    ) -> None:
         """Stop and close streams; those in `keep` leave their segment for the next writer, which
         takes it over in place (a restart then needs no new shared memory)."""
         for name in names:
