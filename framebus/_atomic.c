@@ -258,6 +258,84 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /*
+ * Reader-table entry words, as offsets inside an entry (framebus/_layout.py owns them; the module
+ * exports these as LAYOUT and tests/test_layout.py pins the two together). Statistics words are
+ * written only by the entry's owner, with relaxed stores: they order nothing, and a listing
+ * that reads one torn only misreports a number.
+ */
+#define R_FRAMES_READ 16
+#define R_FRAMES_MISSED 24
+#define R_LAST_READ_NS 32
+#define R_HOLD_SINCE_NS 40
+#define R_LAST_SEQ 64
+#define R_LATENCY_EPOCHS 72       /* u64 window number per bank */
+#define R_LATENCY_HIST 128        /* two banks of LATENCY_BUCKETS u32 counts */
+#define READER_ENTRY 1024
+#define LATENCY_BUCKETS 96
+#define LATENCY_UNIT_SHIFT 10     /* buckets count in units of 1024 ns */
+#define LATENCY_WINDOW_SHIFT 31   /* a bank counts one window of 2**31 ns */
+
+#define STAT_WORD(entry, off) ((uint64_t *)((entry) + (off)))
+#define STAT_SET(entry, off, v) __atomic_store_n(STAT_WORD(entry, off), (v), __ATOMIC_RELAXED)
+
+/* _layout.latency_bucket(): below 4 units one bucket each, then 4 per octave, capped. */
+static unsigned
+latency_bucket(uint64_t ns)
+{
+    uint64_t units = ns >> LATENCY_UNIT_SHIFT;
+    if (units < 4) return (unsigned)units;
+    unsigned octave = 63u - (unsigned)__builtin_clzll(units);
+    unsigned bucket = (octave - 1u) * 4u + (unsigned)((units >> (octave - 2u)) & 3u);
+    return bucket < LATENCY_BUCKETS ? bucket : LATENCY_BUCKETS - 1;
+}
+
+static uint64_t
+monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* The read path's bookkeeping in the reader's own entry (bounds checked by the caller): frames
+ * read and missed, last read time, hold start (zero-copy), last seq, and the capture-to-read
+ * latency in the current window's histogram bank. Returns the frames missed since last_seq. */
+static uint64_t
+count_read(char *entry, uint64_t seq, uint64_t last_seq, uint64_t timestamp_ns, int held)
+{
+    uint64_t now = monotonic_ns();
+    uint64_t missed = last_seq && seq > last_seq ? seq - last_seq - 1 : 0;
+    STAT_SET(entry, R_FRAMES_READ, *STAT_WORD(entry, R_FRAMES_READ) + 1);
+    STAT_SET(entry, R_FRAMES_MISSED, *STAT_WORD(entry, R_FRAMES_MISSED) + missed);
+    STAT_SET(entry, R_LAST_READ_NS, now);
+    if (held) STAT_SET(entry, R_HOLD_SINCE_NS, now);
+    STAT_SET(entry, R_LAST_SEQ, seq);
+    if (timestamp_ns && timestamp_ns <= now) {
+        uint64_t window = now >> LATENCY_WINDOW_SHIFT;
+        unsigned bank = (unsigned)(window & 1u);
+        uint32_t *hist = (uint32_t *)(entry + R_LATENCY_HIST) + bank * LATENCY_BUCKETS;
+        if (*STAT_WORD(entry, R_LATENCY_EPOCHS + 8 * bank) != window) {  /* a new window */
+            for (unsigned i = 0; i < LATENCY_BUCKETS; i++)
+                __atomic_store_n(&hist[i], 0, __ATOMIC_RELAXED);
+            STAT_SET(entry, R_LATENCY_EPOCHS + 8 * bank, window);
+        }
+        uint32_t *count = &hist[latency_bucket(now - timestamp_ns)];
+        __atomic_store_n(count, *count + 1, __ATOMIC_RELAXED);
+    }
+    return missed;
+}
+
+/* The reader entry at `arg`, bounds-checked over its whole extent, or NULL with an exception. */
+static char *
+entry_at(ControlWords *self, PyObject *arg)
+{
+    Py_ssize_t offset = PyLong_AsSsize_t(arg);
+    if (offset == -1 && PyErr_Occurred()) return NULL;
+    if (!word_at_offset(self, offset + READER_ENTRY - 8, 8, 1)) return NULL;
+    return word_at_offset(self, offset, 8, 1);
+}
+
+/*
  * Compound operations: the ring protocol's hot steps (_ring.py) as single calls, so the path
  * from "frame written" to "reader holds it" crosses the interpreter a few times rather than a
  * dozen (each crossing costs microseconds on the cold caches a reader wakes up to). Each is
@@ -290,18 +368,17 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* pin(hold, latest, states, slot_count, slots, stride, stats, last_seq)
+/* pin(hold, latest, states, slot_count, slots, stride, entry, last_seq)
  *     -> (word, timestamp_ns, wall_ns, meta_len, missed)
- * A zero-copy reader's hand-shake, then its frame's slot header, then its own statistics. word = LATEST (acquire);
- * hold = word (seq-cst); accept if its slot's state (seq-cst load) equals its seq, else retry
- * from LATEST. Once pinned, the slot header at slots + slot * stride (seq, timestamp, wall
- * clock, meta length: stable while held) is read. word is the pinned LATEST value; 0 if nothing
- * is published; -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two
- * failed attempts (the writer never claims the LATEST slot); -3 if the slot header's seq is not
- * the pinned one. The last three mean a corrupt segment. If the frame is not `last_seq` (the
- * reader's previous frame), the reader's statistics at `stats` (frames read, frames missed,
- * last read ns, hold since ns: plain numbers only its owner writes) are updated, and `missed`
- * counts the frames published between the two. */
+ * A zero-copy reader's hand-shake, then its frame's slot header, then its own statistics.
+ * word = LATEST (acquire); hold = word (seq-cst); accept if its slot's state (seq-cst load)
+ * equals its seq, else retry from LATEST. Once pinned, the slot header at slots + slot * stride
+ * (seq, timestamp, wall clock, meta length: stable while held) is read. word is the pinned
+ * LATEST value; 0 if nothing is published; -1 if LATEST names a slot >= slot_count; -2 if
+ * LATEST did not move between two failed attempts (the writer never claims the LATEST slot);
+ * -3 if the slot header's seq is not the pinned one. The last three mean a corrupt segment.
+ * If the frame is not `last_seq` (the reader's previous frame), it is counted in the reader's
+ * entry at `entry` (count_read), and `missed` counts the frames published between the two. */
 static PyObject *
 cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -313,8 +390,8 @@ cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     if (!latest) return NULL;
     Py_ssize_t states = PyLong_AsSsize_t(args[2]), slots = PyLong_AsSsize_t(args[3]);
     Py_ssize_t base = PyLong_AsSsize_t(args[4]), stride = PyLong_AsSsize_t(args[5]);
-    uint64_t *stats = word_at(self, args[6], 8, 1);  /* four words: check the last one too */
-    if (!stats || !word_at_offset(self, PyLong_AsSsize_t(args[6]) + 24, 8, 1)) return NULL;
+    char *entry = entry_at(self, args[6]);
+    if (!entry) return NULL;
     if (as_u64(args[7], &last_seq) < 0 || PyErr_Occurred()) return NULL;
     for (;;) {
         word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
@@ -338,19 +415,25 @@ cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t seq = word >> 8, missed = 0;
     if (header[0] != seq)
         return Py_BuildValue("(iiiii)", -3, 0, 0, 0, 0);
-    if (seq != last_seq) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-        missed = last_seq && seq > last_seq ? seq - last_seq - 1 : 0;
-        __atomic_store_n(&stats[0], stats[0] + 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[1], stats[1] + missed, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[2], now_ns, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[3], now_ns, __ATOMIC_RELAXED);
-    }
+    if (seq != last_seq)
+        missed = count_read(entry, seq, last_seq, header[1], 1);
     return Py_BuildValue("(KKKKK)", (unsigned long long)word, (unsigned long long)header[1],
                          (unsigned long long)header[2], (unsigned long long)header[3],
                          (unsigned long long)missed);
+}
+
+/* count_read(entry, seq, last_seq, timestamp_ns) -> missed: a copy reader's bookkeeping for a
+ * frame it copied and validated (the same as pin's; no hold). */
+static PyObject *
+cw_count_read(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t seq, last_seq, timestamp_ns;
+    if (check_nargs(nargs, 4, "count_read") < 0) return NULL;
+    char *entry = entry_at(self, args[0]);
+    if (!entry || as_u64(args[1], &seq) < 0 || as_u64(args[2], &last_seq) < 0
+        || as_u64(args[3], &timestamp_ns) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(count_read(entry, seq, last_seq, timestamp_ns, 0));
 }
 
 /* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),
@@ -400,6 +483,8 @@ static PyMethodDef cw_methods[] = {
      "Commit a frame: fence, state and LATEST (release), bump WAKE, wake sleepers if any."},
     {"pin", (PyCFunction)(void (*)(void))cw_pin, METH_FASTCALL,
      "Pin the newest frame into a hold word; the word, 0 if none, -1/-2 if corrupt."},
+    {"count_read", (PyCFunction)(void (*)(void))cw_count_read, METH_FASTCALL,
+     "Count a copied frame in a reader entry's statistics; returns the frames missed."},
     {"sleep", (PyCFunction)(void (*)(void))cw_sleep, METH_FASTCALL,
      "Count in WAITERS and futex-wait on WAKE while it equals expected; False on timeout."},
     {"release", (PyCFunction)cw_release, METH_NOARGS, "Drop the buffer so the mapping can close."},
@@ -418,9 +503,36 @@ static PyTypeObject ControlWordsType = {
     .tp_methods = cw_methods,
 };
 
-static struct PyModuleDef atomic_module = {
-    PyModuleDef_HEAD_INIT, "_atomic", "Atomic control words and futexes for framebus segments.", -1, NULL,
+static PyObject *
+mod_latency_bucket(PyObject *module, PyObject *arg)
+{
+    uint64_t ns;
+    if (as_u64(arg, &ns) < 0) return NULL;
+    return PyLong_FromUnsignedLong(latency_bucket(ns));
+}
+
+static PyMethodDef module_methods[] = {
+    {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
+    {NULL, NULL, 0, NULL},
 };
+
+static struct PyModuleDef atomic_module = {
+    PyModuleDef_HEAD_INIT, "_atomic", "Atomic control words and futexes for framebus segments.", -1,
+    module_methods,
+};
+
+/* The layout constants compiled in here, for the test that pins them to _layout.py. */
+static PyObject *
+layout_constants(void)
+{
+    return Py_BuildValue(
+        "{sisisisisisisisisisisi}", "READER_FRAMES_READ", R_FRAMES_READ,
+        "READER_FRAMES_MISSED", R_FRAMES_MISSED, "READER_LAST_READ_NS", R_LAST_READ_NS,
+        "READER_HOLD_SINCE_NS", R_HOLD_SINCE_NS, "READER_LAST_SEQ", R_LAST_SEQ,
+        "READER_LATENCY_EPOCHS", R_LATENCY_EPOCHS, "READER_LATENCY_HIST", R_LATENCY_HIST,
+        "READER_ENTRY", READER_ENTRY, "LATENCY_BUCKETS", LATENCY_BUCKETS,
+        "LATENCY_UNIT_SHIFT", LATENCY_UNIT_SHIFT, "LATENCY_WINDOW_SHIFT", LATENCY_WINDOW_SHIFT);
+}
 
 PyMODINIT_FUNC
 PyInit__atomic(void)
@@ -432,6 +544,12 @@ PyInit__atomic(void)
     Py_INCREF(&ControlWordsType);
     if (PyModule_AddObject(m, "ControlWords", (PyObject *)&ControlWordsType) < 0) {
         Py_DECREF(&ControlWordsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *layout = layout_constants();
+    if (!layout || PyModule_AddObject(m, "LAYOUT", layout) < 0) {
+        Py_XDECREF(layout);
         Py_DECREF(m);
         return NULL;
     }

@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import os
-import struct
-import time
 
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
-    COPY_READERS,
     GEN,
     HEADER_SIZE,
     HOLD,
     READER_LOCK_BASE,
-    READER_STATS,
-    READER_STATS_FIELDS,
-    STALLED,
-    WRITER_CLOSED,
-    WRITER_LIVE,
     WRITER_LOCK_BYTE,
-    WRITER_STATE,
     Layout,
     magic_word,
 )
-from ._ring import Ring
+from ._ring import Read, Ring
 from ._segment import Segment
-
-MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
-MODE_VIEW = 1
-MODE_COPY = 2
-
-# Reader statistics fields (see _layout.READER_STATS)
-PID, FRAMES_READ, FRAMES_MISSED, LAST_READ_NS, HOLD_SINCE_NS, MODE, ATTACHED_WALL_NS = range(
-    READER_STATS_FIELDS
-)
-
-
-# Plain stores by the entry's owner: statistics, not control words.
-_ALL_STATS = struct.Struct(f"<{READER_STATS_FIELDS}Q")
-_READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames missed, last read (ns)
 
 
 class Attachment:
@@ -52,18 +29,10 @@ class Attachment:
         self.ring = Ring(segment, layout, writable_frames=False)
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
-        self._stats_at = layout.reader_offset(entry) + READER_STATS
-        self.read_stats = self._stats_at + 8 * FRAMES_READ  # frames read, missed, last read, hold since
-        self._read = 0
-        self._missed = 0
-        self.ring.words.store_sc(self.hold, 0)  # a dead previous owner's hold, if any
-        stats = [0] * READER_STATS_FIELDS
-        stats[PID], stats[MODE] = os.getpid(), MODE_COPY if copy else MODE_VIEW
-        stats[ATTACHED_WALL_NS] = time.time_ns()
-        _ALL_STATS.pack_into(segment.map, self._stats_at, *stats)
         self.copy = copy
-        if copy:
-            self.ring.words.fetch_add(COPY_READERS, 1)
+        self.ring.add_reader(entry, os.getpid(), copy)
+        # The read path of this mode; both return the same record.
+        self._read = self.ring.copy_latest if copy else self.ring.pin_latest
 
     @classmethod
     def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
@@ -90,34 +59,25 @@ class Attachment:
         return cls(segment, layout, entry, copy, generation)
 
     def writer_alive(self) -> bool:
-        return (self.ring.words.load(WRITER_STATE) == WRITER_LIVE and not self.replaced()
-                and self.segment.is_locked(WRITER_LOCK_BYTE))  # fmt: skip
+        """The writer we attached to still writes: alive, not closed, and not replaced."""
+        return self.ring.writer_alive() and not self.replaced()
 
     def replaced(self) -> bool:
-        """True once another writer has taken this segment over: nothing read from it since
-        belongs to the writer we attached to."""
-        return self.ring.words.load(GEN) != self.generation
+        """True once another writer has taken this segment over in place: nothing read from it
+        since belongs to the writer we attached to."""
+        return self.ring.generation() != self.generation
 
-    def closed_by_writer(self) -> bool:
-        return self.ring.words.load(WRITER_STATE) == WRITER_CLOSED
+    def read(self, last_seq: int) -> Read | None:
+        """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
+        unless it is `last_seq` again; None if nothing is published yet."""
+        return self._read(self.entry, last_seq)
 
-    def stalled(self) -> bool:
-        return bool(self.ring.words.load(STALLED))
-
-    def record_read(self, missed: int) -> None:
-        """Account one copied frame in this entry's statistics (readable by `framebus ls`);
-        zero-copy reads are counted by the pin itself."""
-        self._read += 1
-        self._missed += missed
-        _READ_STATS.pack_into(
-            self.segment.map, self.read_stats, self._read, self._missed, time.monotonic_ns()
-        )
+    def unpin(self) -> None:
+        self.ring.unpin(self.entry)
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
-        self.ring.unpin(self.hold)
-        if self.copy:
-            self.ring.words.fetch_add(COPY_READERS, MINUS_ONE)
+        self.ring.remove_reader(self.entry, self.copy)
         self.segment.close()  # closing the lock fd drops the entry lock
 
 

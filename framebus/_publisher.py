@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 import threading
 import time
 import weakref
@@ -17,30 +16,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import FramebusError, SegmentCorrupt
-from ._layout import (
-    DEFAULT_META_CAPACITY,
-    GEN,
-    LATEST,
-    STALLED,
-    STATS,
-    STATS_FIELDS,
-    WRITER_CLOSED,
-    WRITER_LIVE,
-    WRITER_STATE,
-    Layout,
-    magic_word,
-)
+from ._layout import DEFAULT_META_CAPACITY, DEFAULT_SLOTS, Layout, WriterStats
 from ._names import validate_name
 from ._ring import Ring
 from ._segment import Segment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
-# Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
-# interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
-_STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
 class Publisher:
@@ -69,7 +52,7 @@ class Publisher:
         segment = Segment.take_over(name, size, group, self._fits) or Segment.create(name, size, group)
         try:
             self._ring: Ring | None = Ring(segment, self.layout, writable_frames=True)
-            _start_incarnation(self._ring)
+            self._ring.open_stream(os.getpid(), time.time_ns())
         except BaseException:
             segment.unlink()
             segment.close()
@@ -138,9 +121,7 @@ class Publisher:
         Safe from any thread (one atomic store and a wake-up)."""
         if not isinstance(stalled, bool):
             raise TypeError(f"stream {self.name!r}: set_stalled() takes a bool, got {stalled!r}")
-        ring = self._open_ring()
-        ring.words.store(STALLED, int(stalled))
-        ring.wake()  # sleeping readers re-check and can report the change
+        self._open_ring().set_stalled(stalled)
 
     def close(self, *, remove: bool = True) -> None:
         """Stop writing: readers learn at once that the writer is gone. The fd and (once no
@@ -203,7 +184,7 @@ class Publisher:
             ewma = self._interval_ewma
             self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
         self._last_publish_ns = now
-        _STATS.pack_into(ring.segment.map, STATS, self._seq, now, wall, self._interval_ewma)
+        ring.publish_stats(WriterStats(self._seq, now, wall, self._interval_ewma))
 
     def _open_ring(self) -> Ring:
         if self._ring is None:
@@ -257,33 +238,9 @@ class Publisher:
         return encoded
 
 
-def _start_incarnation(ring: Ring) -> None:
-    """Make the (new or taken-over) segment this writer's: a fresh ring under a new generation.
-
-    Order matters for readers of a taken-over segment: the header is unpublished first (new
-    attachers wait), the generation changes before any word or byte does (old readers discard
-    whatever they read from here on), live holds are kept (a held frame never changes), and the
-    magic is published last."""
-    words, layout = ring.words, ring.layout
-    words.store(0, 0)
-    words.fetch_add(GEN, 1)
-    words.fence()  # the new generation is visible before any store below
-    words.store(WRITER_STATE, WRITER_CLOSED)
-    words.store(LATEST, 0)
-    words.store(STALLED, 0)
-    for slot in range(layout.slot_count):
-        ring.abandon(slot)
-    _STATS.pack_into(ring.segment.map, STATS, 0, 0, 0, 0)
-    layout.write_description(memoryview(ring.segment.map), os.getpid(), time.time_ns())
-    words.store(WRITER_STATE, WRITER_LIVE)
-    ring.wake()  # readers of the previous writer notice the change now
-    words.store(0, magic_word())  # last: readers accept the header from here on
-
-
 def _remove(ring: Ring, unlink: bool) -> None:
     """Mark the stream closed, wake readers, unlink and let go (also run at exit if unclosed)."""
-    ring.words.store(WRITER_STATE, WRITER_CLOSED)
-    ring.wake()
+    ring.close_stream()
     if unlink:
         ring.segment.unlink()
     ring.segment.close()

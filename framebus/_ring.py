@@ -36,7 +36,7 @@ doing exactly the sequences above, so a frame crosses the interpreter fewer time
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,17 +44,28 @@ from ._atomic import ControlWords
 from ._errors import SegmentCorrupt
 from ._layout import (
     COPY_READERS,
+    GEN,
     HOLD,
     LATEST,
+    MODE_COPY,
+    MODE_VIEW,
     READER_LOCK_BASE,
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
     SLOT_STATES,
     SLOT_WRITING,
+    STALLED,
     WAITERS,
     WAKE,
+    WRITER_CLOSED,
+    WRITER_LIVE,
+    WRITER_LOCK_BYTE,
+    WRITER_STATE,
     Layout,
+    ReaderStats,
+    WriterStats,
+    magic_word,
 )
 from ._segment import Segment
 
@@ -62,11 +73,25 @@ SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
 U32 = 0xFFFFFFFF
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
-COPY_ATTEMPTS = 4  # a copy reader's tries per call; a writer lapping every one cannot hold it longer
+MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
+COPY_ATTEMPTS = 4  # a copy reader's tries per read; a writer lapping every one cannot hold it longer
 
 
 class Lapped(Exception):
     """The writer overwrote the frame during each of COPY_ATTEMPTS copies (big frames, few slots)."""
+
+
+class Read(NamedTuple):
+    """One frame as a read path took it (both paths return this record)."""
+
+    word: int  # the LATEST word it was read under
+    seq: int
+    array: np.ndarray[Any, Any]  # a read-only view into the slot (held) or an owned copy
+    timestamp_ns: int
+    wall_ns: int
+    meta: bytes
+    missed: int  # frames published between the reader's previous frame and this one
+    held: bool  # True if the reader's hold pins the slot until released
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -97,10 +122,70 @@ class Ring:
             strides=(layout.slot_stride, *_c_strides(layout)),
         )
         self.frames.flags.writeable = writable_frames
+        # Readers hand out these per-slot views, built once.
+        self.views: list[np.ndarray[Any, Any]] = list(self.frames)
         self._next = 0  # writer: where the round-robin search for a free slot starts
         self._latest = 0  # writer: the slot LATEST names (the writer alone changes it)
         self._previous = 0  # writer: the slot that was LATEST before it
         self._last_reap = 0
+
+    # -- the stream's state words, as the writer sets them and everyone reads them ---------------
+
+    def open_stream(self, writer_pid: int, created_wall_ns: int) -> None:
+        """Writer: make the (new or taken-over) segment ours, a fresh ring under a new generation.
+
+        Order matters for readers of a taken-over segment: the header is unpublished first (new
+        attachers wait), the generation changes before any other word or byte does (old readers
+        discard whatever they read from then on), live holds are kept (a held frame never
+        changes), and the magic is published last."""
+        words = self.words
+        words.store(0, 0)
+        words.fetch_add(GEN, 1)
+        words.fence()  # the new generation is visible before any store below
+        words.store(WRITER_STATE, WRITER_CLOSED)
+        words.store(LATEST, 0)
+        words.store(STALLED, 0)
+        for slot in range(self.layout.slot_count):
+            self.abandon(slot)
+        self.publish_stats(WriterStats(0, 0, 0, 0))
+        self.layout.write_description(memoryview(self.segment.map), writer_pid, created_wall_ns)
+        words.store(WRITER_STATE, WRITER_LIVE)
+        self.wake()  # readers of a previous writer notice the change now
+        words.store(0, magic_word())  # release: readers accept the header from here on
+
+    def generation(self) -> int:
+        """The writer incarnation (GEN): changes when a new writer takes the segment over."""
+        return self.words.load(GEN)
+
+    def close_stream(self) -> None:
+        """Writer: mark the stream closed and wake every reader so it notices."""
+        self.words.store(WRITER_STATE, WRITER_CLOSED)
+        self.wake()
+
+    def set_stalled(self, stalled: bool) -> None:
+        self.words.store(STALLED, int(stalled))
+        self.wake()  # sleeping readers re-check and can report the change
+
+    def stalled(self) -> bool:
+        return bool(self.words.load(STALLED))
+
+    def writer_alive(self) -> bool:
+        """The one liveness rule: the writer has not closed the stream and still holds its lock
+        (the kernel drops the lock when the writer dies, however it dies)."""
+        return self.words.load(WRITER_STATE) == WRITER_LIVE and self.segment.is_locked(WRITER_LOCK_BYTE)
+
+    def closed_by_writer(self) -> bool:
+        return self.words.load(WRITER_STATE) == WRITER_CLOSED
+
+    def holding(self, entry: int) -> bool:
+        """True if reader entry `entry` pins a frame now."""
+        return entry < self.layout.holder_count and bool(self.words.load(self._holds[entry]))
+
+    def writer_stats(self) -> WriterStats:
+        return WriterStats.unpack(self.segment.map)
+
+    def reader_stats(self, entry: int, now_ns: int) -> ReaderStats:
+        return ReaderStats.unpack(self.segment.map, entry, now_ns)
 
     # -- writer ---------------------------------------------------------------------------------
 
@@ -153,6 +238,9 @@ class Ring:
         # Steps 3-4 in one call: fence, state = seq, LATEST, WAKE += 1, wake sleepers if any.
         self.words.publish(self._states[slot], seq, LATEST, pack_latest(seq, slot), WAKE, WAITERS)
 
+    def publish_stats(self, stats: WriterStats) -> None:
+        stats.pack_into(self.segment.map)
+
     def abandon(self, slot: int) -> None:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
         self.words.store(self._states[slot], SLOT_EMPTY)
@@ -187,47 +275,80 @@ class Ring:
 
     # -- readers --------------------------------------------------------------------------------
 
+    def add_reader(self, entry: int, pid: int, copy: bool) -> None:
+        """Take over reader entry `entry` (its lock is ours): clear a dead owner's hold, reset the
+        statistics, count a copy reader."""
+        self.words.store_sc(self._entry_hold(entry), 0)
+        newest = unpack_latest(self.latest_word())[0]  # "behind" counts from here
+        ReaderStats.fresh(pid, MODE_COPY if copy else MODE_VIEW, time.time_ns(), newest).pack_into(
+            self.segment.map, entry
+        )
+        if copy:
+            self.words.fetch_add(COPY_READERS, 1)
+
+    def remove_reader(self, entry: int, copy: bool) -> None:
+        """Give up reader entry `entry`: release its hold and its copy-reader count."""
+        self.unpin(entry)
+        if copy:
+            self.words.fetch_add(COPY_READERS, MINUS_ONE)
+
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int, stats: int, last_seq: int) -> tuple[int, int, int, bytes, int]:
-        """Pin the newest frame into hold word `hold`: (its LATEST word, timestamp ns, wall ns,
-        meta, frames missed since `last_seq`); word 0 if nothing is published yet. A new frame
-        is counted in the reader statistics at `stats` (frames read, missed, last read, hold since)."""
+    def pin_latest(self, entry: int, last_seq: int) -> Read | None:
+        """Pin the newest frame into reader entry `entry`'s hold; None if nothing is published yet.
+        A frame other than `last_seq` (the reader's previous one) is counted in the entry's
+        statistics (frames read, missed, last read, hold since) by the same native call."""
         layout = self.layout
         word, timestamp_ns, wall_ns, meta_len, missed = self.words.pin(
-            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride, stats, last_seq
-        )
+            self._entry_hold(entry), LATEST, SLOT_STATES, layout.slot_count, self._slots[0],
+            layout.slot_stride, layout.reader_offset(entry), last_seq,
+        )  # fmt: skip
         if word < 0:
             self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
             raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
-        if not meta_len:
-            return word, timestamp_ns, wall_ns, b"", missed
-        slot = word & SLOT_MASK
-        self._checked_header(slot, (0, 0, 0, meta_len))
-        start = self._slots[slot] + SLOT_META
-        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len], missed
+        if word == 0:
+            return None
+        seq, slot = unpack_latest(word)
+        meta = b""
+        if meta_len:
+            self._checked_header(slot, (0, 0, 0, meta_len))
+            start = self._slots[slot] + SLOT_META
+            meta = self.segment.map[start : start + meta_len]
+        return Read(word, seq, self.views[slot], timestamp_ns, wall_ns, meta, missed, True)
 
-    def unpin(self, hold: int) -> None:
-        self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
+    def unpin(self, entry: int) -> None:
+        # release: our reads of the frame happen before the writer may reuse it
+        self.words.store(self._entry_hold(entry), 0)
 
-    def copy_latest(self, out: np.ndarray[Any, Any]) -> tuple[int, tuple[int, int, int, int], bytes]:
-        """Copy the newest frame into `out`: (LATEST word, slot header, meta); word 0 if none yet.
-        Lapped if the writer overwrote it during each of COPY_ATTEMPTS tries (bounded time)."""
+    def copy_latest(self, entry: int, last_seq: int) -> Read | None:
+        """Copy the newest frame into a new array (seqlock, no hold); None if nothing is published
+        yet. A frame other than `last_seq` is counted in entry `entry`'s statistics. Lapped if the
+        writer overwrote it during each of COPY_ATTEMPTS tries: the time is bounded."""
         words, previous = self.words, -1
+        out = np.empty(self.layout.shape, self.layout.dtype)
         for _ in range(COPY_ATTEMPTS):
             word = words.load(LATEST)
             if word == 0:
-                return 0, (0, 0, 0, 0), b""
+                return None
             seq, slot = self._checked(word)
             np.copyto(out, self.frames[slot])
             header, meta = self._slot_header(slot)
             words.fence()  # the copies complete before the re-check
             if words.load(self._states[slot]) == seq:
-                return word, self._checked_header(slot, header), meta
+                break
             self._check_progress(word, previous)
             previous = word
-        raise Lapped(self.layout.name)
+        else:
+            raise Lapped(self.layout.name)
+        _seq, timestamp_ns, wall_ns, _meta_len = self._checked_header(slot, header)
+        missed = 0
+        if seq != last_seq:  # (the same frame again is no new read)
+            missed = words.count_read(self.layout.reader_offset(entry), seq, last_seq, timestamp_ns)
+        return Read(word, seq, out, timestamp_ns, wall_ns, meta, missed, False)
+
+    def _entry_hold(self, entry: int) -> int:
+        return self.layout.reader_offset(entry) + HOLD
 
     def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
         start = self._slots[slot]

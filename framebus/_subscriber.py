@@ -14,7 +14,7 @@ from ._attachment import Attachment, NotReady
 from ._errors import FramebusError, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS, SLOT_MASK, Lapped
+from ._ring import SLOT_BITS, Lapped
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -41,6 +41,8 @@ class Subscriber:
     new writer; the same subscriber re-attaches by itself, whatever the new shape. A dead ring
     that was removed or taken over is let go at once: the last frame stays readable from
     `latest()` as a private copy (marked stale), and frames you still hold keep their memory.
+    Copy-mode reads are bounded: if the writer overwrites a frame during every one of a few
+    copies, latest() returns the previous frame and wait() waits for the next one.
     Use from one thread; `close()` may be called from any thread.
     """
 
@@ -199,52 +201,43 @@ class Subscriber:
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
-            self._current.stale = self._gone or att.stalled()  # the same frame, as of now
+            self._current.stale = self._gone or att.ring.stalled()  # the same frame, as of now
             return self._current
         frame = self._take()
         return frame if frame is not None else self._current
 
     def _take(self) -> Frame | None:
-        """Pin (or copy) the newest frame; the caller has seen that one is published. None if
-        the writer changed meanwhile (that frame is not the attached writer's) or, in copy mode,
-        if the writer overwrote the frame during every bounded attempt to copy it."""
-        att, last = self._att, self._last_seq
+        """Pin (or copy) the newest frame. None if nothing is published, if the writer changed
+        (a frame read now may be the next writer's), or if a bounded copy was lapped."""
+        att = self._att
         assert att is not None  # (callers check)
         if att.replaced():
             self._lose_writer()
             return None
-        if self.copy:
-            array = np.empty(att.layout.shape, att.layout.dtype)
-            try:
-                word, header, meta = att.ring.copy_latest(array)
-            except Lapped:
-                return None
-            if att.replaced():
-                self._lose_writer()
-                return None
-            timestamp_ns, wall_ns, release = header[1], header[2], None
-            seq = word >> SLOT_BITS
-            missed = seq - last - 1 if last and seq > last else 0
-            if seq != last:  # (the same frame again is no new read)
-                att.record_read(missed)
-        else:
-            word, timestamp_ns, wall_ns, meta, missed = att.ring.pin_latest(att.hold, att.read_stats, last)
-            if att.replaced():  # (loaded after the pin: a takeover's frame cannot pass as ours)
-                att.ring.unpin(att.hold)
+        try:
+            read = att.read(self._last_seq)
+        except Lapped:
+            return None
+        if read is None:
+            return None
+        if att.replaced():  # (loaded after the read: a takeover's frame cannot pass as ours)
+            if read.held:
+                att.unpin()
                 self._current, self._current_word = None, 0
-                self._lose_writer()
-                return None
-            array, release = att.ring.frames[word & SLOT_MASK], self._release
-            seq = word >> SLOT_BITS
-        self._last_seq = seq
-        frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
-        self._current, self._current_word = frame, word
+            self._lose_writer()
+            return None
+        release = self._release if read.held else None
+        stale = self._gone or att.ring.stalled()
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed, stale,
+                      release)  # fmt: skip
+        self._last_seq = read.seq
+        self._current, self._current_word = frame, read.word
         return frame
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and self._att is not None:
-                self._att.ring.unpin(self._att.hold)
+                self._att.unpin()
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
@@ -253,7 +246,7 @@ class Subscriber:
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the subscriber is closed")
         att, now = self._att, time.monotonic()
-        if now < self._next_check and (self._gone or not att or not att.closed_by_writer()):
+        if now < self._next_check and (self._gone or not att or not att.ring.closed_by_writer()):
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
         if not self._gone and att and (att.segment.resized() or not att.writer_alive()):

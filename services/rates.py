@@ -8,7 +8,6 @@ sequence number once per interval, so it costs nothing per frame.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -78,14 +77,10 @@ class _Watch:
 
 def _names_from_config() -> list[str]:
     """The 'reads' of this subscriber's entry when started by ``framebus run``."""
-    path, me = os.environ.get("FRAMEBUS_CONFIG"), os.environ.get("FRAMEBUS_SUBSCRIBER")
-    if not path or not me:
-        return []
-    from framebus.config import parse_config
+    from framebus.config import this_subscriber
 
-    with open(path, encoding="utf-8") as file:
-        topology = parse_config(file.read(), path)
-    return next((list(s.reads) for s in topology.subscribers if s.name == me), [])
+    me = this_subscriber()
+    return list(me.reads) if me is not None else []
 
 
 if __name__ == "__main__":

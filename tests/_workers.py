@@ -134,6 +134,16 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     time.sleep(3600)
 
 
+def read_until(name: str, copy: bool, last: int, ready: Event, stop: Event) -> None:
+    """Read every frame up to seq `last` (wait() in a loop), then idle until `stop`."""
+    with framebus.Subscriber(name, copy=copy) as sub:
+        ready.set()
+        seq = 0
+        while seq < last:
+            seq = sub.wait(timeout=30).seq
+        stop.wait(60)
+
+
 def write_paced(
     name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6
 ) -> None:

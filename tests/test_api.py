@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 
@@ -236,6 +237,23 @@ def test_streams_lists_shape_writer_and_subscribers(name: str) -> None:
         assert reader.mode == "view" and reader.frames_read == 1 and reader.holding_s is not None
         json.dumps(info.to_dict())
     assert name not in {s.name for s in framebus.streams()}
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_both_read_paths_count_reads_and_misses_where_streams_finds_them(name: str, copy: bool) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name, copy=copy) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        assert sub.latest() is not None and sub.latest() is not None  # the same frame twice: one read
+        for seq in range(2, 6):
+            pub.publish(tagged_frame(SHAPE, seq))
+        frame = sub.latest()
+        assert frame is not None and frame.seq == 5 and frame.missed == 3
+        (info,) = [s for s in framebus.streams() if s.name == name]
+        (reader,) = info.subscribers
+        assert (reader.pid, reader.mode) == (os.getpid(), "copy" if copy else "view")
+        assert (reader.frames_read, reader.frames_missed) == (2, 3)
+        assert reader.last_read_age_s is not None and 0 <= reader.last_read_age_s < 60
+        assert (reader.holding_s is not None) == (not copy)
 
 
 def test_stalled_marks_frames_stale(name: str) -> None:

@@ -5,11 +5,14 @@ what needs the whole document or the machine: cross-references and the /dev/shm 
 (:mod:`framebus.config._load`). Services read files; the library takes these models.
 """
 
+from ._load import CONFIG_ENV as CONFIG_ENV
+from ._load import SUBSCRIBER_ENV as SUBSCRIBER_ENV
 from ._load import check_groups as check_groups
 from ._load import check_memory as check_memory
 from ._load import check_references as check_references
 from ._load import load_config as load_config
 from ._load import parse_config as parse_config
+from ._load import this_subscriber as this_subscriber
 from ._models import IMU_COLUMNS as IMU_COLUMNS
 from ._models import CameraSource as CameraSource
 from ._models import CommandSubscriber as CommandSubscriber
@@ -30,7 +33,9 @@ from ._models import Topology as Topology
 from ._models import UrlSource as UrlSource
 
 __all__ = [
+    "CONFIG_ENV",
     "IMU_COLUMNS",
+    "SUBSCRIBER_ENV",
     "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
@@ -53,4 +58,5 @@ __all__ = [
     "check_references",
     "load_config",
     "parse_config",
+    "this_subscriber",
 ]

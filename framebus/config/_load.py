@@ -22,7 +22,20 @@ from .._errors import ConfigError
 from .._names import SHM_DIR, SHM_PREFIX
 from ._models import SourceConfig, SubscriberConfig, Topology, kinds
 
-__all__ = ["check_groups", "check_memory", "check_references", "load_config", "parse_config"]
+__all__ = [
+    "CONFIG_ENV",
+    "SUBSCRIBER_ENV",
+    "check_groups",
+    "check_memory",
+    "check_references",
+    "load_config",
+    "parse_config",
+    "this_subscriber",
+]
+
+# What `framebus run` (and the systemd subscriber unit) tell each subscriber process it starts.
+CONFIG_ENV = "FRAMEBUS_CONFIG"  # absolute path of the topology file
+SUBSCRIBER_ENV = "FRAMEBUS_SUBSCRIBER"  # the subscriber's name in it
 
 _MIB = 1024 * 1024
 MAX_DEPTH = 32  # levels of nesting a topology may have (it needs 4); deeper is an error, not a crash
@@ -63,6 +76,15 @@ def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -
     if problems:
         raise _invalid(filename, problems)
     return topology
+
+
+def this_subscriber() -> SubscriberConfig | None:
+    """This process's own entry in the topology, when started by ``framebus run``; else None."""
+    path, name = os.environ.get(CONFIG_ENV), os.environ.get(SUBSCRIBER_ENV)
+    if not path or not name:
+        return None
+    topology = parse_config(Path(path).read_text(encoding="utf-8"), path, toml=path.lower().endswith(".toml"))
+    return next((s for s in topology.subscribers if s.name == name), None)
 
 
 def check_references(topology: Topology) -> list[str]:

@@ -16,27 +16,8 @@ from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .._layout import DEFAULT_SLOTS, MAX_SLOTS, MIN_SLOTS
 from .._names import NAME_PATTERN
-
-__all__ = [
-    "CameraSource",
-    "CommandSubscriber",
-    "DaemonConfig",
-    "DepthSource",
-    "DerivedSource",
-    "FileSource",
-    "HttpConfig",
-    "ImuSource",
-    "PixelFormat",
-    "RestartMode",
-    "RetryPolicy",
-    "SourceConfig",
-    "StreamConfig",
-    "SubscriberConfig",
-    "SyntheticSource",
-    "Topology",
-    "UrlSource",
-]
 
 # Same rule as the core's stream names: they become /dev/shm/framebus.<name>.
 StreamName = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
@@ -191,7 +172,10 @@ class StreamConfig(_Model):
     format: PixelFormat | None = Field(default=None, description="default bgr8 for images, depth16 for depth")
     fps: float = Field(default=30.0, gt=0, le=1000, description="frames per second published")
     slots: int = Field(
-        default=6, ge=3, le=64, description="frames in the ring; slots - 2 zero-copy readers may hold one"
+        default=DEFAULT_SLOTS,
+        ge=MIN_SLOTS,
+        le=MAX_SLOTS,
+        description="frames in the ring; slots - 2 zero-copy readers may hold one",
     )
     group: str | None = Field(default=None, description="POSIX group given read access (mode 0660)")
     retry: RetryPolicy = RetryPolicy()

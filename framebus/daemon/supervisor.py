@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ..config import RestartMode, SubscriberConfig
+from ..config import CONFIG_ENV, SUBSCRIBER_ENV, RestartMode, SubscriberConfig
 from .pacing import Backoff
 
 __all__ = ["Supervisor", "expand_argv"]
@@ -105,7 +105,7 @@ class Supervisor:
         config = child.config
         argv = expand_argv(config.argv())
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
-        env.update(FRAMEBUS_SUBSCRIBER=config.name, FRAMEBUS_CONFIG=self._config_path)
+        env.update({SUBSCRIBER_ENV: config.name, CONFIG_ENV: self._config_path})
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *argv, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
