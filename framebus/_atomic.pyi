@@ -16,21 +16,37 @@ class ControlWords:
     def publish(
         self, state: int, seq: int, latest: int, latest_word: int, wake: int, waiters: int, /
     ) -> bool: ...
-    def pin(
+    def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
+    def release(self) -> None: ...
+
+class ReadPort:
+    """One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls."""
+
+    def __init__(
         self,
+        buffer: Buffer,
         hold: int,
         latest: int,
+        wake: int,
+        waiters: int,
+        stalled: int,
         states: int,
         slot_count: int,
         slots: int,
         stride: int,
+        frame_offset: int,
+        frame_nbytes: int,
+        meta_capacity: int,
         entry: int,
-        last_seq: int,
+        copy: bool,
         /,
-    ) -> tuple[int, int, int, int, int]: ...
-    def count_read(self, entry: int, seq: int, last_seq: int, timestamp_ns: int, /) -> int: ...
-    def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
-    def release(self) -> None: ...
+    ) -> None: ...
+    def take(self, last_seq: int, out: object, /) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
+    def wait(
+        self, last_seq: int, timeout: float, out: object, /
+    ) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
+    def unpin(self, word: int, /) -> bool: ...
+    def close(self) -> None: ...
 
 LAYOUT: dict[str, int]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import numpy as np
 
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
@@ -15,7 +18,7 @@ from ._layout import (
     Layout,
     magic_word,
 )
-from ._ring import Read, Ring
+from ._ring import PortResult, Read, Ring
 from ._segment import Segment
 
 
@@ -31,8 +34,8 @@ class Attachment:
         self.hold = layout.reader_offset(entry) + HOLD
         self.copy = copy
         self.ring.add_reader(entry, os.getpid(), copy)
-        # The read path of this mode; both return the same record.
-        self._read = self.ring.copy_latest if copy else self.ring.pin_latest
+        self.port = self.ring.read_port(entry, copy)
+        self._out: np.ndarray[Any, Any] | None = None  # copy mode: the array the next frame lands in
 
     @classmethod
     def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
@@ -67,16 +70,36 @@ class Attachment:
         since belongs to the writer we attached to."""
         return self.ring.generation() != self.generation
 
-    def read(self, last_seq: int) -> Read | None:
+    def take(self, last_seq: int) -> Read | None:
         """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
-        unless it is `last_seq` again; None if nothing is published yet."""
-        return self._read(self.entry, last_seq)
+        unless it is `last_seq` again; None if nothing is published yet. One native call."""
+        out = self._copy_out()
+        result = self.port.take(last_seq, out)
+        return None if result is None else self._record(result, out)
 
-    def unpin(self) -> None:
-        self.ring.unpin(self.entry)
+    def wait(self, last_seq: int, timeout: float) -> Read | None:
+        """A frame newer than `last_seq`, sleeping at most once, up to `timeout` s, for one; None
+        if there is none then (or the writer woke us for another reason). One native call."""
+        out = self._copy_out()
+        result = self.port.wait(last_seq, timeout, out)
+        return None if result is None else self._record(result, out)
+
+    def unpin(self, word: int) -> None:
+        """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
+        self.port.unpin(word)
+
+    def _copy_out(self) -> np.ndarray[Any, Any] | None:
+        if self.copy and self._out is None:
+            self._out = np.empty(self.layout.shape, self.layout.dtype)
+        return self._out
+
+    def _record(self, result: PortResult, out: np.ndarray[Any, Any] | None) -> Read:
+        self._out = None  # (a copy's array now belongs to its frame; an error drops it too)
+        return self.ring.read_result(result, out)
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
+        self.port.close()  # a wait() in flight in another thread pins nothing now
         self.ring.remove_reader(self.entry, self.copy)
         self.segment.close()  # closing the lock fd drops the entry lock
 

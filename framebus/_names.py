@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 MAX_NAME_LENGTH = 64  # characters; the header stores the name in a 64-byte field
@@ -35,3 +36,20 @@ def shm_name(name: str) -> str:
 def shm_path(name: str) -> str:
     """The file under /dev/shm that backs stream `name`."""
     return f"{SHM_DIR}/{SHM_PREFIX}{name}"
+
+
+def not_found_message(name: str) -> str:
+    """Why `name` was not found, with the streams that do exist, for StreamNotFound."""
+    try:
+        existing = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
+    except OSError:
+        existing = []
+    if not existing:
+        return f"no stream named {name!r} on this box, nor any other (is the daemon running? `framebus ls`)"
+    shown = ", ".join(existing[:_SHOWN]) + (
+        f" and {len(existing) - _SHOWN} more" if len(existing) > _SHOWN else ""
+    )
+    return f"no stream named {name!r} on this box; it has: {shown} (`framebus ls` lists them)"
+
+
+_SHOWN = 12  # stream names listed in a not-found message

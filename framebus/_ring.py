@@ -27,10 +27,15 @@ Why the writer never waits: holders are capped at slot_count - 2 (the holder ent
 the reader table), each pins at most one slot, and LATEST is one more, so at least one slot
 of the slot_count - 1 non-LATEST slots is always free.
 
+Releasing a hold clears it only if it still names the frame being released (compare-and-swap),
+so a release of an old frame from another thread never drops a newer frame's hold.
+
 Portability: every control-word access is an _atomic call (C11 atomics), so the argument
 holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
-steps (writer steps 3-4, the reader's pin, the sleep) are single compound calls of _atomic
-doing exactly the sequences above, so a frame crosses the interpreter fewer times.
+steps are single compound calls of _atomic doing exactly the sequences above: the writer's
+steps 3-4 (publish), and a reader's whole read (_atomic.ReadPort: the sleep on WAKE, the pin or
+the seqlock copy, the slot header and the reader's statistics), so a frame crosses the
+interpreter once on each side.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._atomic import ControlWords
+from ._atomic import ControlWords, ReadPort
 from ._errors import SegmentCorrupt
 from ._layout import (
     COPY_READERS,
@@ -71,14 +76,14 @@ from ._segment import Segment
 
 SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
-U32 = 0xFFFFFFFF
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
 MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
-COPY_ATTEMPTS = 4  # a copy reader's tries per read; a writer lapping every one cannot hold it longer
+LAPPED = -5  # ReadPort's code: the writer overwrote the frame during each of its copy attempts
 
 
 class Lapped(Exception):
-    """The writer overwrote the frame during each of COPY_ATTEMPTS copies (big frames, few slots)."""
+    """The writer overwrote the frame during each of a copy read's bounded attempts (big frames on
+    few slots; _atomic.c's COPY_ATTEMPTS): the read gives up rather than spin for 0.2-0.8 s."""
 
 
 class Read(NamedTuple):
@@ -92,6 +97,12 @@ class Read(NamedTuple):
     meta: bytes
     missed: int  # frames published between the reader's previous frame and this one
     held: bool  # True if the reader's hold pins the slot until released
+    stalled: bool  # the source was stalled when it was read
+
+
+# A ReadPort call's result: (LATEST word, timestamp ns, wall ns, meta, missed, stalled) or an
+# error code (< 0: the segment is corrupt).
+PortResult = tuple[int, int, int, bytes, int, bool] | int
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -295,98 +306,46 @@ class Ring:
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, entry: int, last_seq: int) -> Read | None:
-        """Pin the newest frame into reader entry `entry`'s hold; None if nothing is published yet.
-        A frame other than `last_seq` (the reader's previous one) is counted in the entry's
-        statistics (frames read, missed, last read, hold since) by the same native call."""
+    def read_port(self, entry: int, copy: bool) -> ReadPort:
+        """Reader entry `entry`'s read path as single native calls: pin (zero-copy) or seqlock
+        copy, each with its slot header and the entry's statistics, and the wait before them."""
         layout = self.layout
-        word, timestamp_ns, wall_ns, meta_len, missed = self.words.pin(
-            self._entry_hold(entry), LATEST, SLOT_STATES, layout.slot_count, self._slots[0],
-            layout.slot_stride, layout.reader_offset(entry), last_seq,
+        at = layout.reader_offset(entry)
+        return ReadPort(
+            self.segment.map, at + HOLD, LATEST, WAKE, WAITERS, STALLED, SLOT_STATES, layout.slot_count,
+            self._slots[0], layout.slot_stride, layout.frame_offset, layout.frame_nbytes,
+            layout.meta_capacity, at, copy,
         )  # fmt: skip
-        if word < 0:
-            self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
-            raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
-        if word == 0:
-            return None
-        seq, slot = unpack_latest(word)
-        meta = b""
-        if meta_len:
-            self._checked_header(slot, (0, 0, 0, meta_len))
-            start = self._slots[slot] + SLOT_META
-            meta = self.segment.map[start : start + meta_len]
-        return Read(word, seq, self.views[slot], timestamp_ns, wall_ns, meta, missed, True)
+
+    def read_result(self, result: PortResult, copy_out: np.ndarray[Any, Any] | None) -> Read:
+        """The record of a ReadPort result; SegmentCorrupt naming the problem for an error code."""
+        if isinstance(result, int):
+            if result == LAPPED:
+                raise Lapped(self.layout.name)
+            raise self._corrupt(result)
+        word, timestamp_ns, wall_ns, meta, missed, stalled = result
+        held = copy_out is None
+        array = self.views[word & SLOT_MASK] if copy_out is None else copy_out
+        return Read(word, word >> SLOT_BITS, array, timestamp_ns, wall_ns, meta, missed, held, stalled)
 
     def unpin(self, entry: int) -> None:
         # release: our reads of the frame happen before the writer may reuse it
         self.words.store(self._entry_hold(entry), 0)
 
-    def copy_latest(self, entry: int, last_seq: int) -> Read | None:
-        """Copy the newest frame into a new array (seqlock, no hold); None if nothing is published
-        yet. A frame other than `last_seq` is counted in entry `entry`'s statistics. Lapped if the
-        writer overwrote it during each of COPY_ATTEMPTS tries: the time is bounded."""
-        words, previous = self.words, -1
-        out = np.empty(self.layout.shape, self.layout.dtype)
-        for _ in range(COPY_ATTEMPTS):
-            word = words.load(LATEST)
-            if word == 0:
-                return None
-            seq, slot = self._checked(word)
-            np.copyto(out, self.frames[slot])
-            header, meta = self._slot_header(slot)
-            words.fence()  # the copies complete before the re-check
-            if words.load(self._states[slot]) == seq:
-                break
-            self._check_progress(word, previous)
-            previous = word
-        else:
-            raise Lapped(self.layout.name)
-        _seq, timestamp_ns, wall_ns, _meta_len = self._checked_header(slot, header)
-        missed = 0
-        if seq != last_seq:  # (the same frame again is no new read)
-            missed = words.count_read(self.layout.reader_offset(entry), seq, last_seq, timestamp_ns)
-        return Read(word, seq, out, timestamp_ns, wall_ns, meta, missed, False)
+    def _corrupt(self, code: int) -> SegmentCorrupt:
+        name, word = self.layout.name, self.words.load(LATEST)
+        seq, slot = unpack_latest(word)
+        if code == -1:
+            return SegmentCorrupt(f"stream {name!r}: latest frame points at slot {slot}")
+        if code == -4:
+            meta_len = SLOT_HEADER.unpack_from(self.segment.map, self._slots[slot])[3]
+            return SegmentCorrupt(f"stream {name!r}: slot {slot} claims {meta_len} bytes of meta")
+        return SegmentCorrupt(
+            f"stream {name!r}: the latest slot's state or header disagrees with its sequence {seq} ({code})"
+        )
 
     def _entry_hold(self, entry: int) -> int:
         return self.layout.reader_offset(entry) + HOLD
-
-    def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
-        start = self._slots[slot]
-        header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
-        if not header[3]:
-            return header, b""
-        meta_len = min(header[3], self.layout.meta_capacity)  # bounded even when torn; checked later
-        return header, self.segment.map[start + SLOT_META : start + SLOT_META + meta_len]
-
-    def _checked_header(self, slot: int, header: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """The header of a frame known to be complete: now a bad meta length is corruption."""
-        if header[3] > self.layout.meta_capacity:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: slot {slot} claims {header[3]} bytes of meta")
-        return header
-
-    def _checked(self, word: int) -> tuple[int, int]:
-        seq, slot = unpack_latest(word)
-        if slot >= self.layout.slot_count:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: latest frame points at slot {slot}")
-        return seq, slot
-
-    def _check_progress(self, word: int, previous: int) -> None:
-        """A retry is only legitimate if LATEST moved; the writer never touches the LATEST slot."""
-        if word == previous:
-            raise SegmentCorrupt(
-                f"stream {self.layout.name!r}: the latest slot's state disagrees with its sequence"
-            )
-
-    # -- sleeping -------------------------------------------------------------------------------
-
-    def wake_word(self) -> int:
-        return self.words.load_sc(WAKE)
-
-    def sleep(self, seen: int, timeout: float) -> None:
-        """Sleep until WAKE differs from `seen` (or `timeout` seconds); no lost wake-ups:
-        WAITERS is raised before the kernel compares WAKE, and the writer bumps WAKE before
-        reading WAITERS (seq-cst on both sides)."""
-        self.words.sleep(WAKE, WAITERS, seen & U32, timeout)
 
 
 def _c_strides(layout: Layout) -> tuple[int, ...]:

@@ -39,7 +39,7 @@ import posix_ipc
 
 from ._errors import SegmentForeign, SharedMemoryFull, StreamNotFound, WriterBusy
 from ._layout import WRITER_LOCK_BYTE
-from ._names import SHM_DIR, shm_name, shm_path
+from ._names import SHM_DIR, not_found_message, shm_name, shm_path
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Segment:
         try:
             fd = os.open(shm_path(name), access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise StreamNotFound(f"no stream named {name!r} on this box") from None
+            raise StreamNotFound(not_found_message(name)) from None
         except OSError as exc:
             raise SegmentForeign(f"stream {name!r}: cannot open {shm_path(name)}: {exc.strerror}") from None
         try:
@@ -263,10 +263,25 @@ def _reclaim_stale(name: str) -> None:
         old.close()
 
 
-def remove_if_dead(name: str) -> None:
-    """Remove stream `name`'s segment if its writer is gone (WriterBusy if it lives; nothing if
-    there is none). For owners that leave a segment for a successor that then never came."""
-    _reclaim_stale(name)
+def remove_if_dead(name: str) -> bool:
+    """Unlink stream `name` if no live writer holds it; False (and nothing changes) if one does.
+
+    The same protocol as a new writer's reclaim, for `framebus doctor --fix`: the writer byte
+    stays read-locked across the check and the unlink, so a writer creating the stream right
+    now starts over instead of losing its segment. PermissionError if we may not remove it.
+    """
+    try:
+        old = Segment.open(name, readonly=True, any_owner=True)
+    except StreamNotFound:
+        return True  # gone already
+    try:
+        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
+            return False
+        if old.still_named():
+            os.unlink(shm_path(name))
+        return True
+    finally:
+        old.close()
 
 
 def _check_writer_owns(segment: Segment) -> None:

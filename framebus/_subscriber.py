@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._attachment import Attachment, NotReady
-from ._errors import FramebusError, WriterGone
+from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS, Lapped
+from ._ring import Lapped, Read
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -44,12 +44,18 @@ class Subscriber:
     Copy-mode reads are bounded: if the writer overwrites a frame during every one of a few
     copies, latest() returns the previous frame and wait() waits for the next one.
     Use from one thread; `close()` may be called from any thread.
+
+    A stream that does not exist raises StreamNotFound (naming the streams that do), unless
+    `wait` is given: then the constructor waits up to that many seconds for the stream to
+    appear (a subscriber started before its daemon) and raises TimeoutError after that.
     """
 
-    def __init__(self, name: str, *, copy: bool = False) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
         self.name = validate_name(name)
         self.copy = copy
-        att = _attach_with_grace(name, copy)
+        if not wait >= 0:
+            raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
+        att = _attach_when_created(name, copy, wait)
         self._att: Attachment | None = att  # None once a dead ring is let go, or when closed
         self._layout = att.layout  # the shape, dtype and fps of the newest writer seen
         self._lock = threading.Lock()
@@ -100,26 +106,31 @@ class Subscriber:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
-                if not (self._gone or self._closed or self._unreported):  # published frames first
-                    frame, seen = self._poll()
+                att = self._att
+                if att and not (self._gone or self._closed or self._unreported):  # published first
+                    frame = self._accept(att, _read(att.wait, self._last_seq, 0.0))
                     if frame is not None:
                         return frame
                 self._refresh()  # then: is the writer still there (or a new one)?
                 self._report_change()
-                ring = None if self._gone or self._att is None else self._att.ring
-                if ring is None:
+                att = None if self._gone else self._att
+                if att is None:
                     self._check_gone(deadline)
-                else:
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
-            if ring is None:
+                last = self._last_seq
+            if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
-            else:
-                ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
+                continue
+            # Sleep and read in one native call (GIL released while asleep, no lock held).
+            read = _read(att.wait, last, min(remaining, LIVENESS_INTERVAL))
+            if read is not None:
+                with self._lock:
+                    if att is self._att and not self._closed:
+                        frame = self._accept(att, read)
+                        if frame is not None:
+                            return frame
 
     def __iter__(self) -> Iterator[Frame]:
         """Newest frames in order, skipping those it was too slow for; survives writer restarts."""
@@ -162,6 +173,7 @@ class Subscriber:
         self._closed = True
         att = self._att
         if att is not None:
+            att.port.close()  # a wait() in flight in another thread pins nothing from now on
             att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
             self._current = None
@@ -183,53 +195,37 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _poll(self) -> tuple[Frame | None, int]:
-        """A frame newer than the last one returned, if any, and the WAKE value to sleep on.
-        WAKE is loaded before LATEST: a publish after that load ends the sleep at once."""
-        assert self._att is not None  # (callers check)
-        ring = self._att.ring
-        seen = ring.wake_word()
-        if ring.latest_word() >> SLOT_BITS > self._last_seq:
-            return self._take(), seen
-        return None, seen
-
     def _read_latest(self) -> Frame | None:
         att = self._att
         if att is None:  # the dead ring is let go: only its last frame, copied, remains
             return self._current
-        word = att.ring.latest_word()
+        word = att.ring.latest_word()  # (cheap: a copy reader copies only a new frame)
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
             self._current.stale = self._gone or att.ring.stalled()  # the same frame, as of now
             return self._current
-        frame = self._take()
-        return frame if frame is not None else self._current
+        frame = self._accept(att, _read(att.take, self._last_seq))
+        return frame if frame is not None else self._current  # (lapped copies: the previous one)
 
-    def _take(self) -> Frame | None:
-        """Pin (or copy) the newest frame. None if nothing is published, if the writer changed
-        (a frame read now may be the next writer's), or if a bounded copy was lapped."""
-        att = self._att
-        assert att is not None  # (callers check)
-        if att.replaced():
-            self._lose_writer()
-            return None
-        try:
-            read = att.read(self._last_seq)
-        except Lapped:
-            return None
+    def _accept(self, att: Attachment, read: Read | None) -> Frame | None:
+        """The Frame of a read, unless another writer took the segment over: a frame read now
+        may be the new writer's, so it is dropped and the change reported first."""
         if read is None:
             return None
         if att.replaced():  # (loaded after the read: a takeover's frame cannot pass as ours)
-            if read.held:
-                att.unpin()
+            if read.held:  # (the pin moved our hold: the previous frame is no longer pinned)
+                att.unpin(read.word)
                 self._current, self._current_word = None, 0
             self._lose_writer()
             return None
+        return self._deliver(read)
+
+    def _deliver(self, read: Read) -> Frame:
+        """The Frame of a read; it becomes the current (in zero-copy mode, held) frame."""
         release = self._release if read.held else None
-        stale = self._gone or att.ring.stalled()
-        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed, stale,
-                      release)  # fmt: skip
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed,
+                      self._gone or read.stalled, release)  # fmt: skip
         self._last_seq = read.seq
         self._current, self._current_word = frame, read.word
         return frame
@@ -237,7 +233,7 @@ class Subscriber:
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and self._att is not None:
-                self._att.unpin()
+                self._att.unpin(self._current_word)
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
@@ -314,10 +310,33 @@ class Subscriber:
         return self._executor
 
 
+def _read(call: Callable[..., Read | None], *args: float) -> Read | None:
+    """`call(*args)` (an attachment's take or wait); None for a copy the writer lapped each time."""
+    try:
+        return call(*args)
+    except Lapped:
+        return None
+
+
 def _remaining(deadline: float | None) -> float:
     if deadline is None:
         return float("inf")
     return deadline - time.monotonic()
+
+
+def _attach_when_created(name: str, copy: bool, wait: float) -> Attachment:
+    """Attach; while the stream does not exist, look again every REATTACH_POLL for `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _attach_with_grace(name, copy)
+        except StreamNotFound as exc:
+            left = deadline - time.monotonic()
+            if wait == 0:
+                raise
+            if left <= 0:
+                raise TimeoutError(f"stream {name!r} did not appear within {wait:g} s: {exc}") from exc
+            time.sleep(min(left, REATTACH_POLL))
 
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:

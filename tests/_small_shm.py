@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import framebus
-from _workers import write_paced
+from _workers import write_every
 from framebus.testing import frame_is_intact, tagged_frame, unique_name
 from mp import CTX, children
 
@@ -33,7 +33,7 @@ def free_mib() -> float:
 
 def _start_writer(start: Callable[..., Any], name: str, shape: tuple[int, ...], slots: int = 6) -> Any:
     ready = CTX.Event()
-    proc = start(write_paced, name, shape, ready, 0.01, slots)
+    proc = start(write_every, name, shape, ready, 0.01, slots)
     _wait_ready(proc, ready)
     return proc
 
@@ -93,7 +93,7 @@ def new_shape_after_kill() -> None:
         _kill(writer)
         ready = CTX.Event()
         began = time.monotonic()
-        second = start(write_paced, name, taller, ready, 0.01, 5)
+        second = start(write_every, name, taller, ready, 0.01, 5)
         deadline = time.monotonic() + 30
         seen = [False] * len(subs)
         while not all(seen):  # the readers keep reading, as applications do

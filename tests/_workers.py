@@ -134,6 +134,24 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     time.sleep(3600)
 
 
+def write_paced(name: str, shape: tuple[int, ...], fps: float, ready: Event, stop: Event) -> None:
+    """Publish tagged frames at `fps` until `stop`."""
+    with framebus.Publisher(name, shape, "uint8", fps=fps) as pub:
+        seq = pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        while not stop.wait(1 / fps):
+            seq += 1
+            pub.publish(tagged_frame(shape, seq))
+
+
+def write_one_then_wait(name: str, shape: tuple[int, ...], ready: Event, stop: Event) -> None:
+    """Publish one frame, then keep the stream (and its writer lock) until `stop` or SIGKILL."""
+    with framebus.Publisher(name, shape, "uint8") as pub:
+        pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        stop.wait(120)
+
+
 def read_until(name: str, copy: bool, last: int, ready: Event, stop: Event) -> None:
     """Read every frame up to seq `last` (wait() in a loop), then idle until `stop`."""
     with framebus.Subscriber(name, copy=copy) as sub:
@@ -144,7 +162,7 @@ def read_until(name: str, copy: bool, last: int, ready: Event, stop: Event) -> N
         stop.wait(60)
 
 
-def write_paced(
+def write_every(
     name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6
 ) -> None:
     """Publish tagged frames every `period_s` until killed; `ready` once the first is out.

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import framebus
-from _workers import write_flat_out, write_paced
+from _workers import write_flat_out, write_every
 from framebus.config import load_config
 from framebus.testing import frame_is_intact, shm_entries, tagged_frame, unique_name
 from mp import CTX, children
@@ -58,7 +58,7 @@ def writer_kills(kills: int) -> tuple[int, int]:
     name, reported, shapes = unique_name("kills"), 0, [SHAPE, (120, 160, 3)]
     with children() as start:
         ready = CTX.Event()
-        writer = start(write_paced, name, SHAPE, ready, 0.002)
+        writer = start(write_every, name, SHAPE, ready, 0.002)
         assert ready.wait(30)
         sub = framebus.Subscriber(name)
         sub.wait(timeout=10)
@@ -67,7 +67,7 @@ def writer_kills(kills: int) -> tuple[int, int]:
             writer.join(10)
             ready = CTX.Event()
             shape = shapes[(k + 1) // 2 % 2]  # same, new, new, same, ...: takeovers and replacements
-            writer = start(write_paced, name, shape, ready, 0.002)
+            writer = start(write_every, name, shape, ready, 0.002)
             assert ready.wait(30)
             seen_gone = False
             while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import time
 
 import cv2
@@ -183,8 +184,39 @@ def test_bad_publisher_arguments_are_refused(name: str, kwargs: dict[str, object
 
 
 def test_unknown_stream_is_stream_not_found(name: str) -> None:
-    with pytest.raises(framebus.StreamNotFound, match=name):
+    other = unique_name("other")
+    with framebus.Publisher(other, SHAPE), pytest.raises(framebus.StreamNotFound) as caught:
         framebus.Subscriber(name)
+    message = str(caught.value)
+    assert f"no stream named {name!r}" in message and other in message and "framebus ls" in message
+
+
+def test_subscriber_waits_for_its_stream_to_appear(name: str) -> None:
+    created = threading.Event()
+    done = threading.Event()
+
+    def late_writer() -> None:
+        time.sleep(0.3)
+        with framebus.Publisher(name, SHAPE) as pub:
+            pub.publish(tagged_frame(SHAPE, 1))
+            created.set()
+            done.wait(10)
+
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    try:
+        with framebus.Subscriber(name, wait=10) as sub:
+            assert created.is_set()
+            frame = sub.latest()
+            assert frame is not None and frame.seq == 1
+            frame.release()
+    finally:
+        done.set()
+        writer.join(10)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"stream {name!r} did not appear within 0.3 s"):
+        framebus.Subscriber(name, wait=0.3)
+    assert 0.3 <= time.monotonic() - start < 2
 
 
 def test_second_writer_is_refused_while_the_first_lives(name: str) -> None:

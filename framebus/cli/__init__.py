@@ -11,14 +11,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .._errors import ConfigError, FramebusError
-from . import check, ls, schema, serve
+from . import check, doctor, install_systemd, ls, schema, serve, stat, subscriber, top
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ._logging import configure_logging
 
 __all__ = ["main"]
 
-_COMMANDS = (serve, check, schema, ls)  # each adds its subcommands, in this order, to --help
+# Each adds its subcommands, in this order, to --help.
+_COMMANDS = (serve, subscriber, check, schema, ls, top, stat, doctor, install_systemd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framebus", description="Latest-frame shared-memory bus.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="least severe log messages shown (default: info)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.register(commands)

@@ -31,6 +31,7 @@ from ._models import SubscriberConfig as SubscriberConfig
 from ._models import SyntheticSource as SyntheticSource
 from ._models import Topology as Topology
 from ._models import UrlSource as UrlSource
+from ._paths import check_devices as check_devices
 
 __all__ = [
     "CONFIG_ENV",
@@ -53,6 +54,7 @@ __all__ = [
     "SyntheticSource",
     "Topology",
     "UrlSource",
+    "check_devices",
     "check_groups",
     "check_memory",
     "check_references",

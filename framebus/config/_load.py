@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .._errors import ConfigError
 from .._names import SHM_DIR, SHM_PREFIX
 from ._models import SourceConfig, SubscriberConfig, Topology, kinds
+from ._paths import check_files, resolve_paths
 
 __all__ = [
     "CONFIG_ENV",
@@ -44,7 +45,11 @@ _TAGS = kinds(SourceConfig) | kinds(SubscriberConfig)
 
 
 def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topology:
-    """Read, validate and budget-check the topology in `path`; ConfigError lists every problem."""
+    """Read, validate and budget-check the topology in `path`; ConfigError lists every problem.
+
+    Relative `file` source paths come back absolute, relative to the config file's folder; a
+    `file` source whose file does not exist is a problem.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -53,7 +58,8 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
-    problems = check_groups(topology) + check_memory(topology, shm_dir=shm_dir)
+    topology = resolve_paths(topology, path)
+    problems = check_groups(topology) + check_files(topology) + check_memory(topology, shm_dir=shm_dir)
     if problems:
         raise _invalid(str(path), problems)
     return topology

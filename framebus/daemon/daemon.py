@@ -84,6 +84,9 @@ class Daemon:
     def http_port(self) -> int | None:
         return self._http.port if self._http else None
 
+    def _subscriber_status(self) -> list[dict[str, Any]]:
+        return [] if self._supervisor is None else self._supervisor.status()
+
     def stats(self) -> list[RunnerStats]:
         running = [s.runner.stats() for s in list(self._streams.values())]
         return running + [d.stats() for d in list(self._degraded.values())]
@@ -199,9 +202,13 @@ class Daemon:
         """Stop retrying a stream; remove the segment a restart left for it, if still writer-less."""
         self._degraded.pop(name, None)
         try:
-            remove_if_dead(name)
-        except FramebusError as exc:
-            logger.debug("%s: leaving the segment in place: %s", name, exc)
+            removed = remove_if_dead(name)
+        except (FramebusError, OSError) as exc:
+            removed, why = False, str(exc)
+        else:
+            why = "a live writer holds it"
+        if not removed:
+            logger.debug("%s: leaving the segment in place: %s", name, why)
 
     async def _retry_loop(self) -> None:
         while True:
@@ -213,7 +220,7 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts)
+        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
         try:
             await self._http.start(
                 config.host, config.port,

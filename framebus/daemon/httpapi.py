@@ -1,4 +1,5 @@
-"""The daemon's control-plane HTTP API on loopback: /health, /streams (JSON), /metrics (Prometheus).
+"""The daemon's control-plane HTTP API on loopback: /health, /streams and /subscribers (JSON),
+/metrics (Prometheus, see metrics.py).
 
 The daemon's file descriptors are for capture: the API holds at most `max_connections` at once
 (more are answered 503 and closed) and closes a connection that has not sent a complete request
@@ -10,45 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .metrics import StatsProvider, StreamsProvider, SubscribersProvider, metrics_registry
 from .runner import RunnerStats, StreamState
 
 __all__ = ["HttpApi"]
 
 logger = logging.getLogger(__name__)
 
-StatsProvider = Callable[[], Sequence[RunnerStats]]
-StreamsProvider = Callable[[], list[dict[str, Any]]]  # framebus.streams() as dicts
 _HEALTHY = (StreamState.RUNNING, StreamState.ENDED)
-
-# (metric, type, help, value of a RunnerStats)
-_METRICS: list[tuple[str, str, str, Callable[[RunnerStats], float]]] = [
-    ("framebus_frames_published_total", "counter", "Frames the daemon published into the stream.",
-     lambda s: s.published),
-    ("framebus_source_errors_total", "counter", "Source failures, each followed by a retry.",
-     lambda s: s.errors),
-    ("framebus_pacing_skipped_total", "counter", "Frame ticks dropped because a frame took too long.",
-     lambda s: s.skipped),
-    ("framebus_stream_fps", "gauge", "Frames per second published, measured.", lambda s: round(s.fps, 3)),
-    ("framebus_stream_up", "gauge", "1 while the stream's frames flow.",
-     lambda s: float(s.state is StreamState.RUNNING)),
-    ("framebus_stream_stalled", "gauge", "1 while the stream's source is failing.",
-     lambda s: float(s.state is StreamState.STALLED)),
-    ("framebus_last_frame_age_seconds", "gauge", "Seconds since the stream's last frame.",
-     lambda s: -1.0 if s.last_frame_age_s is None else round(s.last_frame_age_s, 3)),
-]  # fmt: skip
 
 
 class HttpApi:
     """Serves the daemon's state; start() binds, stop() closes. Handlers never block on capture."""
 
-    def __init__(self, stats: StatsProvider, streams: StreamsProvider) -> None:
+    def __init__(
+        self, stats: StatsProvider, streams: StreamsProvider, subscribers: SubscribersProvider = list
+    ) -> None:
         self._stats = stats
         self._streams = streams
+        self._subscribers = subscribers
+        self._registry = metrics_registry(stats, streams, subscribers)
         self._runner: web.AppRunner | None = None
         self.port = 0  # the bound port, once started
 
@@ -56,6 +44,7 @@ class HttpApi:
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/streams", self._streams_json)
+        app.router.add_get("/subscribers", self._subscribers_json)
         app.router.add_get("/metrics", self._metrics)
         return app
 
@@ -72,7 +61,7 @@ class HttpApi:
         except BaseException:
             await self.stop()
             raise
-        logger.info("HTTP API on http://%s:%d (/health, /streams, /metrics)", host, self.port)
+        logger.info("HTTP API on http://%s:%d (/health, /streams, /subscribers, /metrics)", host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -89,12 +78,15 @@ class HttpApi:
     async def _streams_json(self, request: web.Request) -> web.Response:
         return web.json_response(merge_streams(self._stats(), self._streams()))
 
+    async def _subscribers_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self._subscribers())
+
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = render_metrics(self._stats(), self._streams()).encode()
-        return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TYPE})
+        return web.Response(
+            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
 
-_PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -166,28 +158,3 @@ def _runner_dict(stats: RunnerStats) -> dict[str, Any]:
         "last_frame_age_s": stats.last_frame_age_s,
         "last_error": stats.last_error,
     }
-
-
-def render_metrics(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    lines = []
-    for metric, kind, help_text, value in _METRICS:
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-        lines += [f"{metric}{{stream={_label(s.name)}}} {value(s):g}" for s in stats]
-    lines += [
-        "# HELP framebus_stream_subscribers Subscribers attached to the stream.",
-        "# TYPE framebus_stream_subscribers gauge",
-    ]
-    for info in streams:
-        subscribers = info.get("subscribers")
-        count = len(subscribers) if isinstance(subscribers, list) else 0
-        lines.append(f"framebus_stream_subscribers{{stream={_label(str(info.get('name')))}}} {count}")
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    """A Prometheus label value: quoted, with backslash, quote and newline escaped (and anything
-    UTF-8 cannot encode, such as a planted non-UTF-8 file name, as a backslash escape too)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    escaped = escaped.encode("utf-8", "backslashreplace").decode("utf-8")
-    return f'"{escaped}"'

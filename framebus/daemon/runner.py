@@ -12,15 +12,17 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy.typing as npt
 
 from ..config import StreamConfig
 from .pacing import Backoff, Pacer
 from .sources import Source, SourceEnded, SourceError, make_source
+from .sources.base import DrawsInPlace
 
 __all__ = ["FrameSink", "RunnerStats", "StreamRunner", "StreamState"]
 
@@ -48,6 +50,14 @@ class FrameSink(Protocol):
     ) -> int: ...
 
     def set_stalled(self, stalled: bool) -> None: ...
+
+
+class LendingSink(FrameSink, Protocol):
+    """A sink that lends the next slot to fill in place (framebus.Publisher.loan)."""
+
+    def loan(
+        self, meta: Mapping[str, Any] | None = None, timestamp_ns: int | None = None
+    ) -> AbstractContextManager[npt.NDArray[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -169,11 +179,26 @@ class StreamRunner:
         while not self._stop.is_set():
             if pacer is not None and not pacer.wait(self._stop):
                 return
-            captured = source.read()
-            if self._stop.is_set():
+            timestamp_ns = self._produce(source)
+            if timestamp_ns is None:
                 return
-            self._sink.publish(captured.array, meta=captured.meta, timestamp_ns=captured.timestamp_ns)
-            self._on_frame(captured.timestamp_ns, pacer.skipped if pacer else 0)
+            self._on_frame(timestamp_ns, pacer.skipped if pacer else 0)
+
+    def _produce(self, source: Source) -> int | None:
+        """Read one frame and publish it: drawn straight into a loaned slot when both the source
+        and the sink can (no copy into shared memory), else copied. Its timestamp; None if asked
+        to stop meanwhile."""
+        sink = self._sink
+        if hasattr(source, "read_into") and hasattr(sink, "loan"):
+            timestamp_ns = time.monotonic_ns()
+            with cast(LendingSink, sink).loan(timestamp_ns=timestamp_ns) as out:
+                cast(DrawsInPlace, source).read_into(out, timestamp_ns)
+            return timestamp_ns
+        captured = source.read()
+        if self._stop.is_set():
+            return None
+        sink.publish(captured.array, meta=captured.meta, timestamp_ns=captured.timestamp_ns)
+        return captured.timestamp_ns
 
     def _on_frame(self, timestamp_ns: int, skipped: int) -> None:
         now = time.monotonic_ns()

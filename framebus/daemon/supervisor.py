@@ -14,11 +14,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ..config import CONFIG_ENV, SUBSCRIBER_ENV, RestartMode, SubscriberConfig
 from .pacing import Backoff
 
-__all__ = ["Supervisor", "expand_argv"]
+__all__ = ["Supervisor", "child_env", "expand_argv"]
 
 logger = logging.getLogger(__name__)
 _STABLE_S = 10.0  # a child that ran this long before exiting restarts with the initial backoff
@@ -31,6 +32,7 @@ class _Child:
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.restarts = 0
+        self.last_exit: int | None = None  # its last exit code (negative: the signal that killed it)
 
 
 class Supervisor:
@@ -43,6 +45,19 @@ class Supervisor:
     def pids(self) -> dict[str, int | None]:
         """Each subscriber's current process id (None between restarts)."""
         return {name: c.process.pid if c.process else None for name, c in self._children.items()}
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each subscriber: name, pid, running, restarts so far, last exit code (for /subscribers)."""
+        return [
+            {
+                "name": name,
+                "pid": c.process.pid if c.process else None,
+                "running": c.process is not None and c.process.returncode is None,
+                "restarts": c.restarts,
+                "last_exit": c.last_exit,
+            }
+            for name, c in self._children.items()
+        ]
 
     async def update(self, subscribers: Sequence[SubscriberConfig], timeout: float = 1.0) -> None:
         """Start new and changed subscribers, stop removed and changed ones; keep the rest."""
@@ -86,7 +101,7 @@ class Supervisor:
         backoff = Backoff(config.backoff)
         while not child.stopping:
             started = time.monotonic()
-            returncode = await self._run_once(child)
+            returncode = child.last_exit = await self._run_once(child)
             if child.stopping:
                 return
             if not _should_restart(config.restart, returncode):
@@ -104,8 +119,7 @@ class Supervisor:
         """Run the command once; its exit code (negative: killed by that signal), None if it never ran."""
         config = child.config
         argv = expand_argv(config.argv())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
-        env.update({SUBSCRIBER_ENV: config.name, CONFIG_ENV: self._config_path})
+        env = child_env(config, self._config_path)
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *argv, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
@@ -131,6 +145,14 @@ def expand_argv(argv: Sequence[str]) -> list[str]:
     if len(argv) >= 3 and argv[0] == "{python}" and argv[1] == "-m":
         return [sys.executable, "-c", _RUN_MODULE, *argv[2:]]
     return [arg.replace("{python}", sys.executable) for arg in argv]
+
+
+def child_env(config: SubscriberConfig, config_path: str) -> dict[str, str]:
+    """The environment a subscriber runs in: ours, its config's `env`, and who it is and where its
+    config lives (FRAMEBUS_SUBSCRIBER, FRAMEBUS_CONFIG), under `framebus run` and systemd alike."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.env}
+    env.update({SUBSCRIBER_ENV: config.name, CONFIG_ENV: config_path})
+    return env
 
 
 def _should_restart(mode: RestartMode, returncode: int | None) -> bool:

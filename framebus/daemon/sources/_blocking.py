@@ -11,9 +11,12 @@ thread exits after a while and is started again on demand.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -24,6 +27,7 @@ __all__ = ["DeadlineWorker"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _IDLE_EXIT_S = 2.0  # seconds without work after which the worker thread exits
+_EXIT_DRAIN_S = 1.5  # seconds the process waits at exit for device calls still running
 
 
 class _Job(Generic[T]):
@@ -46,6 +50,7 @@ class DeadlineWorker:
         self._lock = threading.Lock()
         self._current: _Job[object] | None = None  # the call a caller is waiting for
         self._thread: threading.Thread | None = None
+        _workers.add(self)
 
     @property
     def wedged(self) -> bool:
@@ -96,10 +101,15 @@ class DeadlineWorker:
                 self._thread.start()
 
     def _next_job(self) -> _Job[object] | None:
-        """The next job, or None once the worker has been idle for _IDLE_EXIT_S (the thread exits)."""
+        """The next job, or None once the worker has been idle for _IDLE_EXIT_S or is told to
+        finish (the thread exits)."""
         while True:
             try:
-                return self._jobs.get(timeout=_IDLE_EXIT_S)
+                job = self._jobs.get(timeout=_IDLE_EXIT_S)
+                if job is None:  # finish(): the jobs queued before it have run
+                    with self._lock:
+                        self._thread = None
+                return job
             except queue.Empty:
                 with self._lock:
                     if self._jobs.empty():
@@ -127,6 +137,15 @@ class DeadlineWorker:
                 logger.warning("%s: %s returned after its caller gave up", self._name, job.name)
                 self._discard(job)
 
+    def finish(self, timeout: float) -> None:
+        """Let the calls already queued run, then end the thread; waits at most `timeout` s."""
+        with self._lock:
+            thread = self._thread
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     def _discard(self, job: _Job[object]) -> None:
         """Release what a late call produced (e.g. a capture nobody will use)."""
         release = getattr(job.result, "release", None)
@@ -135,3 +154,16 @@ class DeadlineWorker:
                 release()
             except Exception:
                 logger.debug("%s: releasing the result of %s failed", self._name, job.name, exc_info=True)
+
+
+_workers: weakref.WeakSet[DeadlineWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_all() -> None:
+    """At exit, give device calls still running a moment to return. A daemon thread that comes
+    back from OpenCV into a finalizing interpreter is unwound through OpenCV's catch(...), and
+    glibc aborts the whole process ("FATAL: exception not rethrown") instead of a clean exit."""
+    deadline = time.monotonic() + _EXIT_DRAIN_S
+    for worker in list(_workers):
+        worker.finish(max(0.0, deadline - time.monotonic()))

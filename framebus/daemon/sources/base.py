@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from ..._errors import FramebusError
 
-__all__ = ["Captured", "Meta", "Source", "SourceEnded", "SourceError"]
+__all__ = ["Captured", "DrawsInPlace", "Meta", "Source", "SourceEnded", "SourceError"]
 
 Meta = Mapping[str, "str | int | float"]
 
@@ -54,3 +54,10 @@ class Source(Protocol):
     def interrupt(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DrawsInPlace(Protocol):
+    """A source that can also produce its frame straight into a given array (a loaned slot),
+    saving the copy into shared memory. The runner uses it when the sink can lend."""
+
+    def read_into(self, out: npt.NDArray[np.generic], timestamp_ns: int) -> None: ...

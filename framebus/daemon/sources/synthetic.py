@@ -85,6 +85,16 @@ class SyntheticVideo:
         self.seq += 1
         return Captured(frame, timestamp)
 
+    def read_into(self, out: npt.NDArray[np.generic], timestamp_ns: int) -> None:
+        """Draw the next frame, captured at `timestamp_ns`, straight into `out` (a loaned slot):
+        the one copy of the pattern, with no second copy into shared memory."""
+        assert self._canvas is not None, "open() first"
+        offset = self.seq * self._config.speed_px % _PERIOD
+        np.copyto(out, self._canvas[:, offset : offset + self._width])
+        if self._config.stamp:
+            self._stamp(out, self.seq, timestamp_ns)  # type: ignore[arg-type]
+        self.seq += 1
+
     def _stamp(self, frame: npt.NDArray[np.uint8], seq: int, timestamp_ns: int) -> None:
         channels = frame.shape[2] if frame.ndim == 3 else 1
         line = self._line  # one row of the band, every channel of a pixel equal
