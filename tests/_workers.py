@@ -202,3 +202,28 @@ def read_as_another_user(name: str, uid: int, groups: list[int], results: Queue[
             results.put("read" if frame is not None else "empty")
     except framebus.FramebusError as exc:
         results.put(type(exc).__name__)
+
+
+def lapped_copy_read(name: str) -> None:
+    """A copy read against a ring whose LATEST moves during every copy: each slot's 8-byte frame
+    holds the LATEST word of the next slot, and the read copies it onto LATEST itself (`out`
+    aliases it), with no slot state ever matching. The read must give up (code -5), not spin."""
+    import struct
+
+    from framebus._attachment import Attachment
+    from framebus._layout import LATEST
+    from framebus._ring import LAPPED, pack_latest
+
+    with framebus.Publisher(name, (8,), "uint8", slots=3) as pub:
+        att = Attachment.open(name, copy=True)
+        try:
+            ring = pub._ring
+            assert ring is not None
+            for slot in range(3):
+                nxt = (slot + 1) % 3
+                ring.frames[slot][:] = np.frombuffer(struct.pack("<Q", pack_latest(10 + nxt, nxt)), np.uint8)
+            ring.words.store(LATEST, pack_latest(10, 0))  # slot states stay EMPTY: never a match
+            out = np.ndarray((8,), np.uint8, buffer=att.segment.map, offset=LATEST)
+            assert att.port.take(0, out) == LAPPED
+        finally:
+            att.detach()

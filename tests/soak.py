@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import framebus
-from _workers import write_flat_out, write_every
+from _workers import write_every, write_flat_out
 from framebus.config import load_config
 from framebus.testing import frame_is_intact, shm_entries, tagged_frame, unique_name
 from mp import CTX, children
