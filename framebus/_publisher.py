@@ -88,15 +88,18 @@ class Publisher:
         array: np.ndarray[Any, Any],
         meta: Mapping[str, Any] | None = None,
         timestamp_ns: int | None = None,
+        *,
+        wall_time_ns: int | None = None,
     ) -> int:
         """Copy `array` into the next free slot and publish it; returns its seq.
 
-        `timestamp_ns` is the capture time on CLOCK_MONOTONIC (default: now). A wrong type,
-        shape or dtype, or metadata that is not JSON or too large, raises before anything in
-        the stream changes.
+        `timestamp_ns` is the capture time on CLOCK_MONOTONIC (default: now); `wall_time_ns`
+        the same on the wall clock (default: now), given by a republisher such as the bridge
+        whose frames were captured elsewhere. A wrong type, shape or dtype, or metadata that is
+        not JSON or too large, raises before anything in the stream changes.
         """
         self._check_array(array)
-        with self._slot(meta, timestamp_ns) as (ring, slot):
+        with self._slot(meta, timestamp_ns, wall_time_ns) as (ring, slot):
             ring.frames[slot] = array  # shape and dtype checked: a plain copy
         return self._seq
 
@@ -150,11 +153,14 @@ class Publisher:
         return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
     @contextmanager
-    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[tuple[Ring, int]]:
+    def _slot(
+        self, meta: Mapping[str, Any] | None, timestamp_ns: int | None, wall_time_ns: int | None = None
+    ) -> Iterator[tuple[Ring, int]]:
         """Claim a slot under the write lock; commit it if the block succeeds, abandon it if not.
         Every argument is checked first, so a bad call leaves the stream untouched."""
         meta_bytes = self._encode_meta(meta)
         self._check_timestamp(timestamp_ns)
+        self._check_timestamp(wall_time_ns, "wall_time_ns", "the wall clock (CLOCK_REALTIME)")
         self._check_no_loan()
         with self._writing:
             ring = self._open_ring()
@@ -166,7 +172,8 @@ class Publisher:
                 raise
             now, wall = time.monotonic_ns(), time.time_ns()
             seq = self._seq + 1
-            ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, wall, meta_bytes)
+            captured_wall = wall if wall_time_ns is None else wall_time_ns
+            ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, captured_wall, meta_bytes)
             self._seq = seq
             self._update_stats(ring, now, wall)  # after the wake-up: readers need not wait for it
 
@@ -195,15 +202,15 @@ class Publisher:
         if self._loan_open:  # the same thread, inside its own loan block
             raise FramebusError(f"stream {self.name!r}: a loan is open; publish or close after its block")
 
-    def _check_timestamp(self, timestamp_ns: object) -> None:
+    def _check_timestamp(
+        self, timestamp_ns: object, field: str = "timestamp_ns", clock: str = "CLOCK_MONOTONIC"
+    ) -> None:
         if timestamp_ns is not None and not (
             isinstance(timestamp_ns, int)
             and not isinstance(timestamp_ns, bool)
             and 0 <= timestamp_ns < 1 << 63
         ):
-            raise ValueError(
-                f"stream {self.name!r}: timestamp_ns must be CLOCK_MONOTONIC ns, got {timestamp_ns!r}"
-            )
+            raise ValueError(f"stream {self.name!r}: {field} must be {clock} ns, got {timestamp_ns!r}")
 
     def _check_array(self, array: object) -> None:
         if not isinstance(array, np.ndarray):

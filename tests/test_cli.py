@@ -163,7 +163,7 @@ def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
         ],
         "subscribers": [
             {"kind": "command", "name": "edges", "reads": [video], "publishes": [edges],
-             "command": ["{python}", str(REPO / "services" / "edges.py"), video, edges]},
+             "command": ["{python}", "-m", "framebus_services.edges", video, edges]},
         ],
     }  # fmt: skip
     config = write_config(tmp_path / "pipe.yaml", data)

@@ -152,7 +152,7 @@ def test_http_must_be_loopback() -> None:
 
 
 def test_missing_streams() -> None:
-    assert "streams: required key is missing" in problems("daemon: {}\n")
+    assert "a topology needs at least one entry under 'streams' or 'bridges'" in problems("daemon: {}\n")
 
 
 def test_empty_command() -> None:
@@ -316,3 +316,46 @@ def test_shipped_configs_are_valid(name: str) -> None:
     topology = parse_config((CONFIG_DIR / name).read_text(), name)
     assert topology.streams
     assert all(isinstance(s, StreamConfig) for s in topology.streams)
+
+
+def test_shipped_subscriber_kinds_run_their_service_and_name_their_streams() -> None:
+    from framebus.config import AnalyzerSubscriber, RecorderSubscriber
+
+    text = """
+streams:
+  - {name: cam, source: {kind: synthetic}, width: 64, height: 24}
+  - {name: cam.motion, source: {kind: derived}, width: 64, height: 24}
+subscribers:
+  - {kind: analyzer, name: a, stream: cam, publish: cam.motion, events: ev.jsonl}
+  - {kind: recorder, name: r, stream: cam, out: rec, events: ev.jsonl, max_mb: 50, pre_s: 2}
+  - {kind: web, name: w, listen: "0.0.0.0:9000"}
+  - {kind: view, name: v, stream: cam.motion}
+"""
+    topology = parse_config(text)
+    analyzer, recorder, web, view = topology.subscribers
+    assert isinstance(analyzer, AnalyzerSubscriber) and analyzer.publishes == ["cam.motion"]
+    assert analyzer.argv()[:4] == ["{python}", "-m", "framebus_services.analyzer", "cam"]
+    assert "--publish" in analyzer.argv() and "ev.jsonl" in analyzer.argv()
+    assert isinstance(recorder, RecorderSubscriber) and recorder.reads == ["cam"]
+    argv = recorder.argv()
+    assert argv[argv.index("--max-mb") + 1] == "50" and argv[argv.index("--pre") + 1] == "2"
+    assert web.argv()[web.argv().index("--listen") + 1] == "0.0.0.0:9000" and web.reads == []
+    assert view.argv() == ["{python}", "-m", "framebus_services.view", "cam.motion"]
+    assert view.restart.value == "never"
+
+
+def test_shipped_subscriber_kinds_are_checked_like_commands() -> None:
+    text = """
+streams:
+  - {name: cam, source: {kind: synthetic}, width: 64, height: 24}
+  - {name: cam.motion, source: {kind: derived}, width: 64, height: 24}
+subscribers:
+  - {kind: recorder, name: r, stream: nope, out: rec, crf: 99}
+  - {kind: web, name: w, listen: "localhost"}
+"""
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    problems = "\n".join(error.value.problems)
+    assert "subscribers[0].crf" in problems and "subscribers[1].listen" in problems
+    assert "unknown stream 'nope'" in problems, "names read from the raw data when validation fails"
+    assert "(stream 'cam.motion'): a derived stream needs exactly one subscriber" in problems

@@ -16,6 +16,7 @@ import pytest
 from _daemonproc import JOIN_TIMEOUT_S, REPO
 from framebus.cli import main
 from framebus.cli._units import render_units
+from framebus.config import load_config
 
 MAX_EXPOSURE = 4.0  # issue 10: `systemd-analyze security --offline=yes` at most this, per unit
 EXECUTABLE = Path(sys.executable).with_name("framebus")
@@ -106,7 +107,8 @@ def test_install_into_a_root_as_the_readme_says(tmp_path: Path, capsys: pytest.C
     are enabled (the template once per subscriber of the config)."""
     install(tmp_path)
     steps = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
-    assert steps[-1] == f"systemctl --root={tmp_path} enable framebus-subscriber@rates.service", steps
+    last = load_config(REPO / "config" / "simulated.yaml").subscribers[-1].name
+    assert steps[-1] == f"systemctl --root={tmp_path} enable framebus-subscriber@{last}.service", steps
     for step in steps:
         result = tool(*step.split())
         assert result.returncode == 0, f"{step}: {result.stderr}"

@@ -13,14 +13,32 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import ConfigError, FramebusError
-from . import check, doctor, install_systemd, ls, schema, serve, stat, subscriber, top
+from . import (
+    analyze,
+    bridge,
+    check,
+    doctor,
+    install_systemd,
+    ls,
+    record,
+    replay,
+    schema,
+    serve,
+    stat,
+    subscriber,
+    top,
+    view,
+    web,
+)
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ._logging import configure_logging
 
 __all__ = ["main"]
 
-# Each adds its subcommands, in this order, to --help.
-_COMMANDS = (serve, subscriber, check, schema, ls, top, stat, doctor, install_systemd)
+# Each adds its subcommands, in this order, to --help: running, then the shipped subscribers
+# and the bridge, then the operator's tools.
+_COMMANDS = (serve, subscriber, check, schema, record, replay, analyze, web, view, bridge, ls, top,
+             stat, doctor, install_systemd)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

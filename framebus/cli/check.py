@@ -30,6 +30,7 @@ def _check(args: argparse.Namespace) -> int:
     captured = [s for s in topology.streams if s.captured()]
     print(
         f"{args.config}: ok: {len(captured)} captured stream(s), "
-        f"{len(topology.streams) - len(captured)} derived, {len(topology.subscribers)} subscriber(s)"
+        f"{len(topology.streams) - len(captured)} derived, {len(topology.subscribers)} subscriber(s), "
+        f"{len(topology.bridges)} bridge(s)"
     )
     return EXIT_OK

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from .._errors import ConfigError
 from .._names import SHM_DIR, SHM_PREFIX
-from ._models import SourceConfig, SubscriberConfig, Topology, kinds
+from ._models import FrameEncoding, SourceConfig, SubscriberConfig, Topology, kinds
 from ._paths import check_files, resolve_paths
 
 __all__ = [
@@ -94,13 +94,36 @@ def this_subscriber() -> SubscriberConfig | None:
 
 
 def check_references(topology: Topology) -> list[str]:
-    """Problems with names across sections: duplicates, unknown streams, pipeline cycles."""
+    """Problems with names across sections: duplicates, unknown streams, pipeline cycles, and
+    exports the stream cannot have (JPEG of a non-image stream)."""
     return _reference_problems(
         _Names(
             streams=[(s.name, s.captured()) for s in topology.streams],
             subscribers=[(s.name, list(s.reads), list(s.publishes)) for s in topology.subscribers],
+            bridges=[
+                (b.name, [e.stream for e in b.exports], [i.stream for i in b.imports])
+                for b in topology.bridges
+            ],
         )
-    )
+    ) + _encoding_problems(topology)
+
+
+def _encoding_problems(topology: Topology) -> list[str]:
+    known = {s.name: s for s in topology.streams}
+    problems = []
+    for i, bridge in enumerate(topology.bridges):
+        for j, export in enumerate(bridge.exports):
+            stream = known.get(export.stream)
+            if export.encoding is not FrameEncoding.JPEG or stream is None:
+                continue
+            shape, dtype = stream.shape(), stream.dtype()
+            if dtype != "uint8" or not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))):
+                problems.append(
+                    f"bridges[{i}].exports[{j}].encoding (bridge {bridge.name!r}): stream {export.stream!r} "
+                    f"is {'x'.join(map(str, shape))} {dtype}; JPEG carries only uint8 gray or 3-channel "
+                    "images: use encoding: raw"
+                )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,7 @@ class _Names:
 
     streams: list[tuple[str, bool]]  # (name, captured by the daemon)
     subscribers: list[tuple[str, list[str], list[str]]]  # (name, reads, publishes)
+    bridges: list[tuple[str, list[str], list[str]]]  # (name, streams exported, streams imported)
 
 
 def _raw_names(data: dict[str, Any]) -> _Names:
@@ -116,30 +140,54 @@ def _raw_names(data: dict[str, Any]) -> _Names:
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
     def items(section: str) -> list[dict[str, Any]]:
-        value = data.get(section)
-        return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
+        return _items(data, section)
 
     streams = [
         (s["name"], not (isinstance(s.get("source"), dict) and s["source"].get("kind") == "derived"))
         for s in items("streams")
         if isinstance(s.get("name"), str)
     ]
+
+    def one(value: object) -> list[str]:
+        return [value] if isinstance(value, str) else []
+
+    # A shipped kind names its streams in its own fields (stream, streams, publish): see _Service.
     subscribers = [
-        (s["name"], strings(s.get("reads")), strings(s.get("publishes")))
+        (s["name"], strings(s.get("reads")) + one(s.get("stream")) + strings(s.get("streams")),
+         strings(s.get("publishes")) + one(s.get("publish")))
         for s in items("subscribers")
         if isinstance(s.get("name"), str)
+    ]  # fmt: skip
+    bridges = [
+        (
+            b["name"],
+            [e["stream"] for e in _items(b, "exports") if isinstance(e.get("stream"), str)],
+            [i["stream"] for i in _items(b, "imports") if isinstance(i.get("stream"), str)],
+        )
+        for b in items("bridges")
+        if isinstance(b.get("name"), str)
     ]
-    return _Names(streams, subscribers)
+    return _Names(streams, subscribers, bridges)
+
+
+def _items(data: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    value = data.get(section)
+    return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
 
 
 def _reference_problems(names: _Names) -> list[str]:
     problems = _duplicates("stream", [name for name, _ in names.streams])
     problems += _duplicates("subscriber", [name for name, _, _ in names.subscribers])
+    problems += _duplicates("bridge", [name for name, _, _ in names.bridges])
+    problems += _bridge_problems(names)
     captured = dict(names.streams)
+    # An imported stream is written by its bridge: subscribers may read it, never publish it.
+    imported = {s: b for b, _, imports in names.bridges for s in imports}
+    captured.update({stream: True for stream in imported if stream not in captured})
     writers: dict[str, list[str]] = {}
     for i, (sub, reads, publishes) in enumerate(names.subscribers):
         problems += _subscriber_references(
-            f"subscribers[{i}] (subscriber {sub!r})", reads, publishes, captured
+            f"subscribers[{i}] (subscriber {sub!r})", reads, publishes, captured, imported
         )
         for name in publishes:
             writers.setdefault(name, []).append(sub)
@@ -190,6 +238,40 @@ def _too_deep(data: object) -> bool:
     return False
 
 
+def _bridge_problems(names: _Names) -> list[str]:
+    """Imported streams need names of their own; exports name streams this config knows (when it
+    lists any: a bridge-only config exports streams that another topology captures)."""
+    problems = []
+    declared = {name for name, _ in names.streams}
+    first_import: dict[str, str] = {}
+    children = {f"bridge.{name}": name for name, _, _ in names.bridges}
+    for i, (sub, _, _) in enumerate(names.subscribers):
+        if sub in children:
+            problems.append(
+                f"subscribers[{i}].name: {sub!r} is the process name of bridge {children[sub]!r}; rename it"
+            )
+    for i, (bridge, _, imports) in enumerate(names.bridges):
+        for j, stream in enumerate(imports):
+            where = f"bridges[{i}].imports[{j}].stream (bridge {bridge!r})"
+            if stream in declared:
+                problems.append(
+                    f"{where}: {stream!r} is also under 'streams'; an import needs a name of its own"
+                )
+            elif stream in first_import:
+                problems.append(f"{where}: {stream!r} is already imported by bridge {first_import[stream]!r}")
+            else:
+                first_import[stream] = bridge
+    if declared:
+        known = declared | set(first_import)
+        for i, (bridge, exports, _) in enumerate(names.bridges):
+            for j, stream in enumerate(exports):
+                if stream not in known:
+                    problems.append(
+                        f"bridges[{i}].exports[{j}].stream (bridge {bridge!r}): unknown stream {stream!r}"
+                    )
+    return problems
+
+
 def check_memory(
     topology: Topology,
     *,
@@ -234,13 +316,18 @@ def _existing_bytes(shm_dir: str, names: Iterable[str]) -> int:
 
 
 def _subscriber_references(
-    where: str, reads: list[str], publishes: list[str], captured: dict[str, bool]
+    where: str, reads: list[str], publishes: list[str], captured: dict[str, bool], imported: dict[str, str]
 ) -> list[str]:
     problems = []
     for field, names in (("reads", reads), ("publishes", publishes)):
         for j, name in enumerate(names):
             if name not in captured:
                 problems.append(f"{where}.{field}[{j}]: unknown stream {name!r}")
+            elif field == "publishes" and name in imported:
+                problems.append(
+                    f"{where}.publishes[{j}]: stream {name!r} is written by bridge {imported[name]!r} "
+                    "(it imports it); a subscriber can only publish a stream whose source is 'derived'"
+                )
             elif field == "publishes" and captured[name]:
                 problems.append(
                     f"{where}.publishes[{j}]: stream {name!r} is captured by the daemon; a subscriber "
@@ -307,6 +394,8 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any]) -> list[str]:
 
 def _path(loc: Sequence[int | str], data: dict[str, Any]) -> str:
     """`streams[0].source.fourcc`, plus the item's name when the item has one."""
+    if not loc:
+        return ""  # a rule on the whole document
     parts: list[str] = []
     named = ""
     for i, item in enumerate(loc):
@@ -319,7 +408,7 @@ def _path(loc: Sequence[int | str], data: dict[str, Any]) -> str:
         else:
             parts.append(("." if parts else "") + item)
     text = "".join(parts)
-    noun = {"streams": "stream", "subscribers": "subscriber"}.get(str(loc[0]), "item")
+    noun = {"streams": "stream", "subscribers": "subscriber", "bridges": "bridge"}.get(str(loc[0]), "item")
     return f"{text} ({noun} {named!r})" if named else text
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -259,9 +259,179 @@ class CommandSubscriber(_Model):
         return list(self.command)
 
 
-# Later kinds (recorder, analyzer, display) join this union; "command" configs keep working.
-# Union[] keeps a one-member union a union, so the discriminator applies today.
-SubscriberConfig = Annotated[Union[CommandSubscriber], Field(discriminator="kind")]  # noqa: UP007
+class _Service(_Model):
+    """A shipped subscriber (``framebus_services``): its fields say what it reads and publishes."""
+
+    name: StreamName
+    env: dict[str, str] = Field(default_factory=dict)
+    restart: RestartMode = RestartMode.ON_FAILURE
+    backoff: RetryPolicy = RetryPolicy(initial_s=1.0, max_s=30.0)
+
+    @property
+    def reads(self) -> list[str]:
+        """Streams it subscribes to (for the loader's reference checks)."""
+        stream = getattr(self, "stream", None)
+        return [stream] if isinstance(stream, str) else []
+
+    @property
+    def publishes(self) -> list[str]:
+        """Derived streams it writes."""
+        return []
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
+
+
+class RecorderSubscriber(_Service):
+    """``framebus record``: segmented H.264 MP4 (video) or .npy (other arrays) with a sidecar each."""
+
+    kind: Literal["recorder"]
+    stream: StreamName
+    out: Path = Field(description="directory of the segments; relative to where `framebus run` starts")
+    segment_s: float = Field(default=60.0, gt=0, le=86400, description="seconds per segment")
+    max_mb: float | None = Field(
+        default=None, gt=0, description="retention: total MB of this stream's segments"
+    )
+    max_age_h: float | None = Field(
+        default=None, gt=0, description="retention: delete segments older than this"
+    )
+    events: Path | None = Field(
+        default=None, description="record clips on the events in this file (analyzer)"
+    )
+    triggers: list[str] = Field(default_factory=lambda: ["motion"], min_length=1, description="event types")
+    pre_s: float = Field(default=5.0, ge=0, le=120, description="clip pre-roll, kept encoded in memory")
+    post_s: float = Field(default=10.0, ge=0, le=3600, description="clip length after the last event")
+    preset: X264Preset = Field(default="ultrafast", description="x264 speed/size trade-off")
+    crf: int = Field(default=23, ge=0, le=51, description="x264 quality (lower is better, larger)")
+
+    def argv(self) -> list[str]:
+        argv = [
+            "{python}",
+            "-m",
+            "framebus_services.recorder",
+            self.stream,
+            "--out",
+            str(self.out),
+            "--segment",
+            _seconds(self.segment_s),
+            "--preset",
+            self.preset,
+            "--crf",
+            str(self.crf),
+        ]
+        if self.max_mb is not None:
+            argv += ["--max-mb", _seconds(self.max_mb)]
+        if self.max_age_h is not None:
+            argv += ["--max-age-h", _seconds(self.max_age_h)]
+        if self.events is not None:
+            argv += [
+                "--events",
+                str(self.events),
+                "--pre",
+                _seconds(self.pre_s),
+                "--post",
+                _seconds(self.post_s),
+            ]
+            for trigger in self.triggers:
+                argv += ["--trigger", trigger]
+        return argv
+
+
+class AnalyzerSubscriber(_Service):
+    """``framebus analyze``: motion, quality and health events; optionally an annotated stream."""
+
+    kind: Literal["analyzer"]
+    stream: StreamName
+    events: Path | None = Field(default=None, description="also append the events (JSON lines) to this file")
+    publish: StreamName | None = Field(default=None, description="derived stream with motion boxes drawn")
+    min_area: int = Field(default=400, ge=1, description="pixels (of the frame) a moving region must cover")
+    threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
+    cooldown_s: float = Field(default=5.0, ge=0, le=3600, description="seconds between two motion events")
+    health_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between health events")
+
+    @property
+    def publishes(self) -> list[str]:
+        return [self.publish] if self.publish else []
+
+    def argv(self) -> list[str]:
+        argv = [
+            "{python}",
+            "-m",
+            "framebus_services.analyzer",
+            self.stream,
+            "--min-area",
+            str(self.min_area),
+            "--threshold",
+            str(self.threshold),
+            "--cooldown",
+            _seconds(self.cooldown_s),
+            "--health",
+            _seconds(self.health_s),
+        ]
+        if self.events is not None:
+            argv += ["--events", str(self.events)]
+        if self.publish is not None:
+            argv += ["--publish", self.publish]
+        return argv
+
+
+class WebSubscriber(_Service):
+    """``framebus web``: every stream in a browser (live view, fps, latency, snapshots)."""
+
+    kind: Literal["web"]
+    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT; loopback unless told otherwise")
+    streams: list[StreamName] = Field(default_factory=list, description="only these (default: every stream)")
+    max_clients: int = Field(default=16, ge=1, le=1024, description="live views served at once")
+    quality: int = Field(default=80, ge=10, le=100, description="JPEG quality")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}")
+        return value
+
+    @property
+    def reads(self) -> list[str]:
+        return list(self.streams)
+
+    def argv(self) -> list[str]:
+        argv = [
+            "{python}",
+            "-m",
+            "framebus_services.web",
+            "--listen",
+            self.listen,
+            "--max-clients",
+            str(self.max_clients),
+            "--quality",
+            str(self.quality),
+        ]
+        for stream in self.streams:
+            argv += ["--stream", stream]
+        return argv
+
+
+class ViewSubscriber(_Service):
+    """``framebus view``: a local window (needs a display and a GUI-enabled OpenCV)."""
+
+    kind: Literal["view"]
+    stream: StreamName
+    restart: RestartMode = RestartMode.NEVER  # without a display, restarting cannot help
+
+    def argv(self) -> list[str]:
+        return ["{python}", "-m", "framebus_services.view", self.stream]
+
+
+SubscriberConfig = Annotated[
+    CommandSubscriber | RecorderSubscriber | AnalyzerSubscriber | WebSubscriber | ViewSubscriber,
+    Field(discriminator="kind"),
+]
 
 
 def kinds(union: object) -> frozenset[str]:
@@ -269,6 +439,96 @@ def kinds(union: object) -> frozenset[str]:
     members = get_args(union)[0]  # Annotated[Union[...], Field(...)]; a one-member Union is the model
     models = get_args(members) or (members,)
     return frozenset(tag for model in models for tag in get_args(model.model_fields["kind"].annotation))
+
+
+# A concrete Zenoh key: '/'-separated chunks, no wildcards ('*', '**', '$*'), so one key is one stream.
+_KEY_PATTERN = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$"
+ZenohKey = Annotated[
+    str, Field(pattern=_KEY_PATTERN, description="a Zenoh key such as site/cam0 (no wildcards)")
+]
+# A Zenoh locator: protocol/address[:port], e.g. tcp/192.168.1.20:7447 or tcp/[::1]:7447.
+_ENDPOINT_PATTERN = r"^(tcp|udp|tls|quic|ws|unixsock-stream)/\S+$"
+ZenohEndpoint = Annotated[str, Field(pattern=_ENDPOINT_PATTERN, description="e.g. tcp/192.168.1.20:7447")]
+
+
+class BridgeMode(str, Enum):
+    """How a bridge joins the Zenoh network."""
+
+    PEER = "peer"  # connects to (and accepts) other peers directly
+    CLIENT = "client"  # one connection to a Zenoh router (zenohd), which routes for it
+
+
+class FrameEncoding(str, Enum):
+    """How an exported stream's frames travel."""
+
+    RAW = "raw"  # the array's bytes: exact, any dtype, the most bandwidth
+    JPEG = "jpeg"  # uint8 gray or 3-channel images only; lossy, ~10-20x smaller
+
+
+class BridgeExport(_Model):
+    """A local stream published to a Zenoh key."""
+
+    stream: StreamName
+    key: ZenohKey
+    encoding: FrameEncoding = FrameEncoding.RAW
+    jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality, with encoding: jpeg")
+    max_fps: float | None = Field(
+        default=None, gt=0, le=1000, description="send at most this many frames per second (newest first)"
+    )
+
+
+class BridgeImport(_Model):
+    """A Zenoh key written into a local stream, under a local name, with the remote's shape."""
+
+    key: ZenohKey
+    stream: StreamName
+    stall_after_s: float = Field(
+        default=2.0, gt=0, le=3600, description="silence after which the local stream is marked stalled"
+    )
+    slots: int = Field(
+        default=DEFAULT_SLOTS, ge=MIN_SLOTS, le=MAX_SLOTS, description="frames in the local ring"
+    )
+    group: str | None = Field(default=None, description="POSIX group given read access (mode 0660)")
+
+
+class BridgeConfig(_Model):
+    """One Zenoh session carrying streams between this box and others; runs as its own process."""
+
+    name: StreamName
+    mode: BridgeMode = BridgeMode.PEER
+    listen: list[ZenohEndpoint] = Field(
+        default_factory=list, description="endpoints to accept peers on, e.g. tcp/0.0.0.0:7447 (peer mode)"
+    )
+    connect: list[ZenohEndpoint] = Field(
+        default_factory=list, description="peers or routers to connect to; retried while unreachable"
+    )
+    multicast_scouting: bool = Field(
+        default=False, description="find peers by UDP multicast on the LAN (off: only listen/connect)"
+    )
+    exports: list[BridgeExport] = Field(default_factory=list)
+    imports: list[BridgeImport] = Field(default_factory=list)
+    backoff: RetryPolicy = RetryPolicy(initial_s=1.0, max_s=30.0)
+
+    @model_validator(mode="after")
+    def _reachable_and_useful(self) -> BridgeConfig:
+        if not self.exports and not self.imports:
+            raise ValueError("a bridge needs at least one entry under 'exports' or 'imports'")
+        if self.mode is BridgeMode.CLIENT and self.listen:
+            raise ValueError("a client does not listen; use mode: peer, or drop 'listen'")
+        if not (self.listen or self.connect or self.multicast_scouting):
+            raise ValueError("a bridge needs 'listen' or 'connect' endpoints (or multicast_scouting: true)")
+        for what, keys in (
+            ("exports", [e.key for e in self.exports]),
+            ("imports", [i.key for i in self.imports]),
+        ):
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise ValueError(f"{what}: key {repeated[0]!r} is listed twice")
+        return self
+
+    def streams_written(self) -> list[str]:
+        """The local streams this bridge publishes (its imports)."""
+        return [i.stream for i in self.imports]
 
 
 class HttpConfig(_Model):
@@ -314,12 +574,20 @@ class DaemonConfig(_Model):
 
 
 class Topology(_Model):
-    """The whole topology: the daemon, its streams, and the subscribers reading them."""
+    """The whole topology: the daemon, its streams, the subscribers reading them, and the bridges
+    carrying streams to and from other hosts."""
 
     version: Literal[1] = 1
     daemon: DaemonConfig = DaemonConfig()
-    streams: list[StreamConfig] = Field(min_length=1)
+    streams: list[StreamConfig] = Field(default_factory=list)
     subscribers: list[SubscriberConfig] = Field(default_factory=list)
+    bridges: list[BridgeConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> Topology:
+        if not self.streams and not self.bridges:
+            raise ValueError("a topology needs at least one entry under 'streams' or 'bridges'")
+        return self
 
     def stream(self, name: str) -> StreamConfig:
         """The stream called `name`; KeyError if there is none."""

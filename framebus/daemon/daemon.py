@@ -19,7 +19,8 @@ from typing import Any
 from .. import Publisher, streams
 from .._errors import ConfigError, FramebusError
 from .._segment import remove_if_dead
-from ..config import HttpConfig, StreamConfig, Topology, load_config
+from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
+from .bridges import bridge_processes
 from .httpapi import HttpApi
 from .pacing import Backoff
 from .runner import RunnerStats, StreamRunner, StreamState
@@ -65,8 +66,8 @@ class Daemon:
     """Creates the streams of a topology and keeps them running until stopped.
 
     serve() is the whole life: create streams, start the HTTP API, READY=1, reload on SIGHUP,
-    stop on SIGTERM/SIGINT with every segment removed. With `supervise`, it also runs the
-    config's subscribers as child processes (``framebus run``).
+    stop on SIGTERM/SIGINT with every segment removed. The config's bridges run as supervised
+    child processes; with `supervise`, so do its subscribers (``framebus run``).
     """
 
     def __init__(self, config_path: str, topology: Topology, *, supervise: bool = False) -> None:
@@ -76,7 +77,8 @@ class Daemon:
         self._degraded: dict[str, _Degraded] = {}
         self._notifier = Notifier()
         self._http: HttpApi | None = None
-        self._supervisor = Supervisor(config_path) if supervise else None
+        self._supervise = supervise
+        self._supervisor = Supervisor(config_path)
         self._stop_requested: asyncio.Event | None = None
         self._reloading = False
 
@@ -85,7 +87,7 @@ class Daemon:
         return self._http.port if self._http else None
 
     def _subscriber_status(self) -> list[dict[str, Any]]:
-        return [] if self._supervisor is None else self._supervisor.status()
+        return self._supervisor.status()  # the bridges too, as "bridge.NAME"
 
     def stats(self) -> list[RunnerStats]:
         running = [s.runner.stats() for s in list(self._streams.values())]
@@ -127,8 +129,7 @@ class Daemon:
         if not await self._start_http(self._topology.daemon.http):
             return False
         await self._wait_settled(self._topology.daemon.ready_timeout_s)
-        if self._supervisor is not None:
-            await self._supervisor.update(self._topology.subscribers)
+        await self._supervisor.update(self._children(self._topology))
         self._notifier.notify("READY=1", f"STATUS={self._status_line()}")
         logger.info("ready: %s", self._status_line())
         return True
@@ -137,14 +138,18 @@ class Daemon:
         deadline = time.monotonic() + _STOP_BUDGET_S
         for stream in self._streams.values():
             stream.runner.request_stop()  # all at once: they stop in parallel
-        if self._supervisor is not None:
-            await self._supervisor.stop(_CHILD_STOP_S)
+        await self._supervisor.stop(_CHILD_STOP_S)
         if self._http is not None:
             await self._http.stop()
         self._close_streams(list(self._streams), deadline)
         for name in list(self._degraded):
             self._forget_degraded(name)
         logger.info("stopped; all segments removed")
+
+    def _children(self, topology: Topology) -> list[SubscriberConfig]:
+        """The processes to supervise: the bridges, and the subscribers under ``framebus run``."""
+        subscribers = list(topology.subscribers) if self._supervise else []
+        return subscribers + bridge_processes(topology.bridges, self._config_path)
 
     def _add_streams(self, configs: Iterable[StreamConfig]) -> None:
         """Create and start each stream; on an error the ones created so far stay and it re-raises."""
@@ -298,8 +303,7 @@ class Daemon:
                 await self._http.stop()
                 self._http = None
             await self._start_http(topology.daemon.http)
-        if self._supervisor is not None:
-            await self._supervisor.update(topology.subscribers)
+        await self._supervisor.update(self._children(topology))
         self._topology = topology
         return len(set(stale) | {c.name for c in fresh})  # (degraded ones included: retried)
 
