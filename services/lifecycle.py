@@ -83,11 +83,12 @@ def subscribe(name: str, stop: Stop, *, copy: bool = False) -> framebus.Subscrib
             try:
                 return framebus.Subscriber(name, copy=copy)
             except framebus.TooManySubscribers as exc:
-                logger.warning("%s; reading %r in copy mode instead", exc, name)
+                # str(): a log record keeping the exception would keep its frames' mapping alive
+                logger.warning("%s; reading %r in copy mode instead", str(exc), name)
                 return framebus.Subscriber(name, copy=True)
         except (framebus.StreamNotFound, framebus.WriterGone) as exc:
             if not reported:
-                logger.info("stream %r: not there yet (%s); waiting for it", name, exc)
+                logger.info("stream %r: not there yet (%s); waiting for it", name, str(exc))
                 reported = True
         stop.sleep(RETRY_S)
     return None
