@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grp
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,18 +52,40 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
     `file` source whose file does not exist is a problem.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = _read_text(path)
     topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
     topology = resolve_paths(topology, path)
     problems = check_groups(topology) + check_files(topology) + check_memory(topology, shm_dir=shm_dir)
     if problems:
         raise _invalid(str(path), problems)
     return topology
+
+
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a topology is a few KiB; more is a mistake, not a config
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a FIFO, device or directory named by mistake is an error, never a hang."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: cannot read config: not a regular file")
+        if info.st_size > _MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: config is {info.st_size} bytes; more than {_MAX_CONFIG_BYTES} is refused"
+            )
+        data = os.read(fd, _MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -> Topology:
@@ -427,13 +450,49 @@ def _invalid(filename: str, problems: list[str]) -> ConfigError:
     return ConfigError(message, tuple(problems))
 
 
+_MAX_NODES = 100_000  # YAML nodes once aliases are expanded: far above any topology
+
+
 class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml ships no type stubs
-    """A SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
+    """A SafeLoader that rejects duplicate keys instead of silently keeping the last one, and
+    documents whose aliases expand past _MAX_NODES (an "alias bomb" would stall validation)."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > _MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand to more than {_MAX_NODES} values", node.start_mark
+            )
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for with every alias expanded; memoized, so linear in the
+    document even when the answer is astronomic (capped just past _MAX_NODES)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = _MAX_NODES + 1  # a cycle (a recursive alias) counts as too large
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total = min(total + _expanded_size(child, sizes), _MAX_NODES + 1)
+    sizes[id(node)] = total
+    return total
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue  # `<<: *anchor`: flatten_mapping merges it below, own keys overriding its keys
         key = loader.construct_object(key_node)
         try:
             hash(key)
