@@ -1,8 +1,9 @@
 """The topology config: pydantic models (one per section) and the loader that reads them from files.
 
-The models describe shapes and per-field rules (:mod:`framebus.config._models`); the loader adds
-what needs the whole document or the machine: cross-references and the /dev/shm budget
-(:mod:`framebus.config._load`). Services read files; the library takes these models.
+The models describe shapes and per-field rules, one module per section (``_streams``,
+``_subscribers``, ``_bridges``, ``_topology``); ``_parse`` turns text into data strictly; the
+loader (``_load``) adds what needs the whole document or the machine: cross-references, groups
+and the /dev/shm budget. Services read files; the library takes these models.
 """
 
 from ._base import RetryPolicy as RetryPolicy
