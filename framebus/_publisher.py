@@ -98,7 +98,7 @@ class Publisher:
         """
         self._check_array(array)
         with self._slot(meta, timestamp_ns, wall_time_ns) as slot:
-            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+            self._ring.fill(slot, array)  # shape and dtype checked: a plain copy
         return self._seq
 
     @contextmanager
