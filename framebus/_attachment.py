@@ -10,6 +10,7 @@ import numpy as np
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
+    GEN,
     HEADER_SIZE,
     HOLD,
     READER_LOCK_BASE,
@@ -24,9 +25,10 @@ from ._segment import Segment
 class Attachment:
     """A validated, mapped segment plus the reader-table entry this subscriber owns."""
 
-    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool) -> None:
+    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool, generation: int) -> None:
         self.segment = segment
         self.layout = layout
+        self.generation = generation  # the writer incarnation we attached to
         self.ring = Ring(segment, layout, writable_frames=False)
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
@@ -45,17 +47,28 @@ class Attachment:
         """
         segment = Segment.open(name)
         try:
-            _check_published(segment, strict)
+            generation = _check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
             if segment.size != layout.total_size:
                 raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
                                      f"{layout.total_size}")  # fmt: skip
+            if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
+                raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
         except BaseException:
             segment.close()
             raise
         segment.prefault()
-        return cls(segment, layout, entry, copy)
+        return cls(segment, layout, entry, copy, generation)
+
+    def writer_alive(self) -> bool:
+        """The writer we attached to still writes: alive, not closed, and not replaced."""
+        return self.ring.writer_alive() and not self.replaced()
+
+    def replaced(self) -> bool:
+        """True once another writer has taken this segment over in place: nothing read from it
+        since belongs to the writer we attached to."""
+        return self.ring.generation() != self.generation
 
     def take(self, last_seq: int) -> Read | None:
         """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
@@ -99,14 +112,15 @@ class NotReady(Exception):
         self.writer_alive = writer_alive
 
 
-def _check_published(segment: Segment, strict: bool) -> None:
-    """Return once the writer has published the header; NotReady (or, if `strict`, the error
-    that a lasting unpublished state means) before."""
+def _check_published(segment: Segment, strict: bool) -> int:
+    """The writer generation, once the writer has published the header; NotReady (or, if
+    `strict`, the error that a lasting unpublished state means) before."""
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
+            words.fence()  # (when re-checking: the header bytes were read before this)
             if words.load(0) == magic_word():  # acquire: the header written before it is visible
-                return
+                return words.load(GEN)
         finally:
             words.release()
     writer_alive = segment.is_locked(WRITER_LOCK_BYTE)
@@ -115,6 +129,7 @@ def _check_published(segment: Segment, strict: bool) -> None:
     if writer_alive:
         raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
     Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
+    raise StreamNotFound(f"stream {segment.name!r} is still being created")  # (published just now)
 
 
 def _claim_entry(segment: Segment, layout: Layout, copy: bool) -> int:

@@ -3,9 +3,10 @@
 A segment is one POSIX shared-memory object, /dev/shm/framebus.<name>:
 
     [0, HEADER_SIZE)   header page(s)
-        0      descriptive header (_DESCRIPTION), immutable once the magic is set
+        0      descriptive header (_DESCRIPTION), immutable while the magic is set
         256..  control words, one cache line each (accessed only through _atomic)
         640..  writer statistics (plain stores by the writer; torn reads harmless)
+        704    the writer generation (a control word)
         1024.. slot state words, 8 bytes per slot
         2048.. reader table, READER_ENTRY bytes per entry: its hold word, statistics and a
                latency histogram (see the reader-entry words below)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ import numpy.typing as npt
 from ._errors import SegmentCorrupt
 
 MAGIC = b"FBUS"
-VERSION = 2  # 2: reader entries carry last seq and a latency histogram
+VERSION = 3  # 2: reader entries carry last seq and a latency histogram; 3: the writer generation
 PAGE = 4096  # bytes; slots start on page boundaries
 CACHE_LINE = 64  # bytes; one control word per line, no false sharing
 
@@ -45,6 +47,7 @@ MAX_READERS = 64  # entries in the reader table
 MAX_DIMS = 8
 DEFAULT_META_CAPACITY = 4096  # bytes of JSON metadata per frame
 MAX_META_CAPACITY = 1 << 20
+MAX_SEGMENT_BYTES = 1 << 46  # 64 TiB: far beyond any /dev/shm, far below off_t's range
 
 # magic, version, flags, header size, slot count, slot stride, frame offset, meta capacity,
 # frame bytes, reader count, holder count, ndim, dtype str, shape[8], name, created (wall ns),
@@ -61,6 +64,11 @@ COPY_READERS = 576  # copy-mode subscribers attached (one left by a dead one onl
 
 WRITER_LIVE = 1
 WRITER_CLOSED = 2
+
+# Incarnation of the segment: 1 for its creator, +1 each time a new writer takes a dead writer's
+# segment over in place. Readers compare it with the value they attached under, so a change of
+# writer is seen even when the segment (its inode) stays the same.
+GEN = 704
 
 # Writer statistics (WriterStats below), plain stores by the writer; torn reads only misreport.
 STATS = 640
@@ -134,6 +142,25 @@ def check_dtype(dtype: npt.DTypeLike) -> np.dtype[np.generic]:
     return dt
 
 
+def _check_int(name: str, what: str, value: object) -> int:
+    """`value` as an int; TypeError for floats, bools and strings (no quiet rounding)."""
+    if isinstance(value, bool):
+        raise TypeError(f"stream {name!r}: {what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]  # numpy integers too, never 2.5
+    except TypeError:
+        raise TypeError(f"stream {name!r}: {what} must be an integer, got {value!r}") from None
+
+
+def _check_shape(name: str, shape: object) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"stream {name!r}: shape must be a tuple of integers, got {shape!r}")
+    dims = tuple(_check_int(name, "every shape dimension", d) for d in shape)
+    if len(dims) > MAX_DIMS or any(d <= 0 for d in dims):
+        raise ValueError(f"stream {name!r}: shape {dims} must have 0 to {MAX_DIMS} positive dimensions")
+    return dims
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where everything of one stream lives inside its segment."""
@@ -162,19 +189,26 @@ class Layout:
     ) -> Layout:
         """The layout a new writer creates; ValueError/TypeError name any bad argument."""
         dt = check_dtype(dtype)
-        shape = tuple(int(d) for d in shape)
-        if len(shape) > MAX_DIMS or any(d <= 0 for d in shape):
-            raise ValueError(f"stream {name!r}: shape {shape} must have 0 to {MAX_DIMS} positive dimensions")
+        shape = _check_shape(name, shape)
+        slots = _check_int(name, "slots", slots)
+        meta_capacity = _check_int(name, "meta_capacity", meta_capacity)
         if not MIN_SLOTS <= slots <= MAX_SLOTS:
             raise ValueError(f"stream {name!r}: slots={slots} must be between {MIN_SLOTS} and {MAX_SLOTS}")
         if not 0 <= meta_capacity <= MAX_META_CAPACITY:
             raise ValueError(
                 f"stream {name!r}: meta_capacity must be between 0 and {MAX_META_CAPACITY} bytes"
             )
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+            raise TypeError(f"stream {name!r}: fps must be a number, got {type(fps).__name__}")
         if not (math.isfinite(fps) and fps >= 0):
             raise ValueError(f"stream {name!r}: fps={fps} must be a finite number >= 0")
         nbytes = math.prod(shape) * dt.itemsize
         frame_offset = _align(SLOT_META + meta_capacity, CACHE_LINE)
+        if HEADER_SIZE + slots * _align(frame_offset + nbytes, PAGE) > MAX_SEGMENT_BYTES:
+            raise ValueError(
+                f"stream {name!r}: {slots} frames of shape {shape} ({nbytes} bytes each) exceed the "
+                f"{MAX_SEGMENT_BYTES >> 40} TiB a stream may take"
+            )
         return cls(
             name=name,
             shape=shape,
@@ -187,6 +221,16 @@ class Layout:
             frame_nbytes=nbytes,
             frame_offset=frame_offset,
             slot_stride=_align(frame_offset + nbytes, PAGE),
+        )
+
+    def same_slots(self, other: Layout) -> bool:
+        """True if `other` puts every slot, frame and meta area where this layout does: a new
+        writer of such a layout can take a dead writer's segment over in place."""
+        return (self.slot_count, self.slot_stride, self.frame_offset, self.meta_capacity) == (
+            other.slot_count,
+            other.slot_stride,
+            other.frame_offset,
+            other.meta_capacity,
         )
 
     @property

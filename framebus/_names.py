@@ -9,7 +9,8 @@ MAX_NAME_LENGTH = 64  # characters; the header stores the name in a 64-byte fiel
 SHM_PREFIX = "framebus."  # every segment is /dev/shm/framebus.<name>
 SHM_DIR = "/dev/shm"
 
-NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$"  # also the config's JSON Schema
+# Also the config's JSON Schema pattern; Python code must use fullmatch (or "$" accepts "x\n").
+NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$"
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -19,7 +20,7 @@ def validate_name(name: object) -> str:
         raise TypeError(f"stream name must be a str, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError(f"stream name {name!r} must be 1 to {MAX_NAME_LENGTH} characters long")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # (match() would let "$" accept a trailing newline)
         raise ValueError(
             f"stream name {name!r} may contain only letters, digits, '_', '-' and '.', "
             "and must start with a letter or digit"

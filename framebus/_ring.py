@@ -49,6 +49,7 @@ from ._atomic import ControlWords, ReadPort, copy_frame
 from ._errors import SegmentCorrupt
 from ._layout import (
     COPY_READERS,
+    GEN,
     HOLD,
     LATEST,
     MODE_COPY,
@@ -81,6 +82,12 @@ MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
 # stay in the cache anyway, and skipping the read-for-ownership halves the copy at 1080p (a
 # slot is cold when reused). Smaller frames fit in the cache, where plain stores are faster.
 STREAM_COPY_MIN = 1 << 20  # bytes
+LAPPED = -5  # ReadPort's code: the writer overwrote the frame during each of its copy attempts
+
+
+class Lapped(Exception):
+    """The writer overwrote the frame during each of a copy read's bounded attempts (big frames on
+    few slots; _atomic.c's COPY_ATTEMPTS): the read gives up rather than spin for 0.2-0.8 s."""
 
 
 class Read(NamedTuple):
@@ -139,10 +146,31 @@ class Ring:
 
     # -- the stream's state words, as the writer sets them and everyone reads them ---------------
 
-    def open_stream(self) -> None:
-        """Writer: mark the stream live, then publish the header (the magic goes last)."""
-        self.words.store(WRITER_STATE, WRITER_LIVE)
-        self.words.store(0, magic_word())  # release: readers accept the header from here on
+    def open_stream(self, writer_pid: int, created_wall_ns: int) -> None:
+        """Writer: make the (new or taken-over) segment ours, a fresh ring under a new generation.
+
+        Order matters for readers of a taken-over segment: the header is unpublished first (new
+        attachers wait), the generation changes before any other word or byte does (old readers
+        discard whatever they read from then on), live holds are kept (a held frame never
+        changes), and the magic is published last."""
+        words = self.words
+        words.store(0, 0)
+        words.fetch_add(GEN, 1)
+        words.fence()  # the new generation is visible before any store below
+        words.store(WRITER_STATE, WRITER_CLOSED)
+        words.store(LATEST, 0)
+        words.store(STALLED, 0)
+        for slot in range(self.layout.slot_count):
+            self.abandon(slot)
+        self.publish_stats(WriterStats(0, 0, 0, 0))
+        self.layout.write_description(memoryview(self.segment.map), writer_pid, created_wall_ns)
+        words.store(WRITER_STATE, WRITER_LIVE)
+        self.wake()  # readers of a previous writer notice the change now
+        words.store(0, magic_word())  # release: readers accept the header from here on
+
+    def generation(self) -> int:
+        """The writer incarnation (GEN): changes when a new writer takes the segment over."""
+        return self.words.load(GEN)
 
     def close_stream(self) -> None:
         """Writer: mark the stream closed and wake every reader so it notices."""
@@ -303,6 +331,8 @@ class Ring:
     def read_result(self, result: PortResult, copy_out: np.ndarray[Any, Any] | None) -> Read:
         """The record of a ReadPort result; SegmentCorrupt naming the problem for an error code."""
         if isinstance(result, int):
+            if result == LAPPED:
+                raise Lapped(self.layout.name)
             raise self._corrupt(result)
         word, timestamp_ns, wall_ns, meta, missed, stalled = result
         held = copy_out is None

@@ -72,14 +72,23 @@ class Stop:
 
 
 def subscribe(name: str, stop: Stop, *, copy: bool = False) -> framebus.Subscriber | None:
-    """Attach to `name`, waiting quietly until it exists; None if stopped first."""
+    """Attach to `name`, waiting quietly until it exists; None if stopped first.
+
+    Zero-copy unless every holder place of the ring is taken (a ring of N slots serves N - 2
+    zero-copy readers): then one copy per frame, with a warning, rather than no service at all.
+    """
     reported = False
     while not stop:
         try:
-            return framebus.Subscriber(name, copy=copy)
+            try:
+                return framebus.Subscriber(name, copy=copy)
+            except framebus.TooManySubscribers as exc:
+                # str(): a log record keeping the exception would keep its frames' mapping alive
+                logger.warning("%s; reading %r in copy mode instead", str(exc), name)
+                return framebus.Subscriber(name, copy=True)
         except (framebus.StreamNotFound, framebus.WriterGone) as exc:
             if not reported:
-                logger.info("stream %r: not there yet (%s); waiting for it", name, exc)
+                logger.info("stream %r: not there yet (%s); waiting for it", name, str(exc))
                 reported = True
         stop.sleep(RETRY_S)
     return None

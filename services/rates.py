@@ -54,7 +54,9 @@ class _Watch:
 
     def _rate(self, name: str) -> str:
         try:
-            sub = self._subs.get(name) or self._subs.setdefault(name, framebus.Subscriber(name))
+            # Copy mode: one small copy per interval, and none of the ring's zero-copy holder
+            # places (slots - 2 of them) taken for a program that only counts frames.
+            sub = self._subs.get(name) or self._subs.setdefault(name, framebus.Subscriber(name, copy=True))
             frame = sub.latest()
         except framebus.FramebusError as exc:
             self._subs.pop(name, None)

@@ -109,3 +109,18 @@ def _attach(name: str) -> framebus.Subscriber:
         except framebus.StreamNotFound:
             assert time.monotonic() < deadline, f"{name} appears"
             time.sleep(0.05)
+
+
+def test_services_fall_back_to_copy_mode_when_every_holder_place_is_taken(name: str) -> None:
+    """A 3-slot ring serves one zero-copy reader; the next service still gets frames, by copy."""
+    from framebus_services.lifecycle import Stop, subscribe
+
+    with framebus.Publisher(name, (24, 32), slots=3) as pub, framebus.Subscriber(name) as holder:
+        pub.publish(np.full((24, 32), 7, np.uint8))
+        assert holder.latest() is not None  # it holds the one zero-copy place
+        sub = subscribe(name, Stop())
+        assert sub is not None
+        with sub:
+            assert sub.copy
+            frame = sub.latest()
+            assert frame is not None and int(frame.array[0, 0]) == 7

@@ -7,6 +7,7 @@ what needs the whole document or the machine: cross-references and the /dev/shm 
 
 from ._load import CONFIG_ENV as CONFIG_ENV
 from ._load import SUBSCRIBER_ENV as SUBSCRIBER_ENV
+from ._load import check_groups as check_groups
 from ._load import check_memory as check_memory
 from ._load import check_references as check_references
 from ._load import load_config as load_config
@@ -72,6 +73,7 @@ __all__ = [
     "ViewSubscriber",
     "WebSubscriber",
     "check_devices",
+    "check_groups",
     "check_memory",
     "check_references",
     "load_config",

@@ -7,6 +7,7 @@ run shows everything to fix.
 
 from __future__ import annotations
 
+import grp
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from ._paths import check_files, resolve_paths
 __all__ = [
     "CONFIG_ENV",
     "SUBSCRIBER_ENV",
+    "check_groups",
     "check_memory",
     "check_references",
     "load_config",
@@ -37,6 +39,7 @@ CONFIG_ENV = "FRAMEBUS_CONFIG"  # absolute path of the topology file
 SUBSCRIBER_ENV = "FRAMEBUS_SUBSCRIBER"  # the subscriber's name in it
 
 _MIB = 1024 * 1024
+MAX_DEPTH = 32  # levels of nesting a topology may have (it needs 4); deeper is an error, not a crash
 # Discriminator values pydantic puts into error locations; dropped from field paths.
 _TAGS = kinds(SourceConfig) | kinds(SubscriberConfig)
 
@@ -56,7 +59,7 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
     topology = resolve_paths(topology, path)
-    problems = check_files(topology) + check_memory(topology, shm_dir=shm_dir)
+    problems = check_groups(topology) + check_files(topology) + check_memory(topology, shm_dir=shm_dir)
     if problems:
         raise _invalid(str(path), problems)
     return topology
@@ -65,6 +68,8 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
 def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -> Topology:
     """Parse and validate one topology document (no memory check); ConfigError on any problem."""
     data = _parse_toml(text, filename) if toml else _parse_yaml(text, filename)
+    if _too_deep(data):
+        raise ConfigError(f"{filename}: nested deeper than {MAX_DEPTH} levels; a topology needs a few")
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}: the top level must be a mapping with a 'streams' list")
     try:
@@ -202,6 +207,35 @@ def _reference_problems(names: _Names) -> list[str]:
             + " (each reads a stream the previous publishes)"
         )
     return problems
+
+
+def check_groups(topology: Topology) -> list[str]:
+    """Problems with stream groups that do not exist on this machine (the daemon needs them)."""
+    problems = []
+    for i, stream in enumerate(topology.streams):
+        if stream.group is None:
+            continue
+        try:
+            grp.getgrnam(stream.group)
+        except KeyError:
+            problems.append(
+                f"streams[{i}].group (stream {stream.name!r}): group {stream.group!r} does not exist on "
+                "this machine (create it, e.g. 'groupadd', or remove the key)"
+            )
+    return problems
+
+
+def _too_deep(data: object) -> bool:
+    """True if `data` nests deeper than MAX_DEPTH (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _bridge_problems(names: _Names) -> list[str]:
@@ -401,6 +435,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:  # a complex key (`? [a]`): no topology key is a list or a mapping
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value, not a list or mapping", mark
+            ) from None
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
@@ -415,6 +456,8 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def _parse_yaml(text: str, filename: str) -> object:
     try:
         return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise ConfigError(f"{filename}: YAML nested too deeply to read") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -432,4 +475,6 @@ def _parse_toml(text: str, filename: str) -> object:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{filename}: TOML syntax error: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{filename}: TOML nested too deeply to read") from None
     raise ConfigError(f"{filename}: TOML configs need Python 3.11 or later; use YAML")

@@ -537,6 +537,15 @@ class HttpConfig(_Model):
     enabled: bool = True
     host: str = Field(default="127.0.0.1", description="a loopback address; the API is never exposed")
     port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
+    max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="connections served at once; more get 503 (fds are for capture)",
+    )
+    header_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="a connection must send a full request (or idle) within this"
+    )
 
     @field_validator("host")
     @classmethod

@@ -18,9 +18,11 @@ from typing import Any
 
 from .. import Publisher, streams
 from .._errors import ConfigError, FramebusError
+from .._segment import remove_if_dead
 from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
 from .bridges import bridge_processes
 from .httpapi import HttpApi
+from .pacing import Backoff
 from .runner import RunnerStats, StreamRunner, StreamState
 from .sdnotify import Notifier
 from .supervisor import Supervisor
@@ -30,6 +32,10 @@ __all__ = ["Daemon"]
 logger = logging.getLogger(__name__)
 _STOP_BUDGET_S = 1.2  # of the 2 s systemd-friendly shutdown: joining capture threads
 _CHILD_STOP_S = 0.6  # SIGTERM to SIGKILL for subscriber processes
+_RETRY_TICK_S = 0.1  # how often degraded streams are looked at (each retries on its own backoff)
+# What creating a stream's ring can fail with while the daemon runs: another writer, no memory,
+# a group or permission gone since the config was checked.
+_CREATE_ERRORS = (FramebusError, ValueError, TypeError, OSError)
 
 
 @dataclass
@@ -37,6 +43,23 @@ class _Stream:
     config: StreamConfig
     publisher: Publisher
     runner: StreamRunner
+
+
+@dataclass
+class _Degraded:
+    """A stream the config asks for but the daemon cannot create yet: retried with backoff."""
+
+    config: StreamConfig
+    backoff: Backoff
+    error: str
+    errors: int = 1
+    retry_at: float = 0.0  # monotonic s
+
+    def stats(self) -> RunnerStats:
+        return RunnerStats(
+            name=self.config.name, kind=self.config.source.kind, state=StreamState.DEGRADED, published=0,
+            errors=self.errors, fps=0.0, last_frame_age_s=None, last_error=self.error, skipped=0,
+        )  # fmt: skip
 
 
 class Daemon:
@@ -51,6 +74,7 @@ class Daemon:
         self._config_path = config_path
         self._topology = topology
         self._streams: dict[str, _Stream] = {}
+        self._degraded: dict[str, _Degraded] = {}
         self._notifier = Notifier()
         self._http: HttpApi | None = None
         self._supervise = supervise
@@ -66,7 +90,8 @@ class Daemon:
         return self._supervisor.status()  # the bridges too, as "bridge.NAME"
 
     def stats(self) -> list[RunnerStats]:
-        return [s.runner.stats() for s in list(self._streams.values())]
+        running = [s.runner.stats() for s in list(self._streams.values())]
+        return running + [d.stats() for d in list(self._degraded.values())]
 
     async def serve(self) -> int:
         """Run until SIGTERM or SIGINT; 0 after a clean stop, 1 if start-up failed."""
@@ -79,7 +104,11 @@ class Daemon:
         try:
             if not await self._start():
                 return 1
-            tasks = [asyncio.create_task(self._status_loop()), asyncio.create_task(self._watchdog_loop())]
+            tasks = [
+                asyncio.create_task(self._status_loop()),
+                asyncio.create_task(self._watchdog_loop()),
+                asyncio.create_task(self._retry_loop()),
+            ]
             await self._stop_requested.wait()
             return 0
         finally:
@@ -94,7 +123,7 @@ class Daemon:
     async def _start(self) -> bool:
         try:
             self._add_streams(self._topology.streams)
-        except FramebusError as exc:
+        except _CREATE_ERRORS as exc:
             logger.error("cannot create streams: %s", exc)
             return False
         if not await self._start_http(self._topology.daemon.http):
@@ -113,6 +142,8 @@ class Daemon:
         if self._http is not None:
             await self._http.stop()
         self._close_streams(list(self._streams), deadline)
+        for name in list(self._degraded):
+            self._forget_degraded(name)
         logger.info("stopped; all segments removed")
 
     def _children(self, topology: Topology) -> list[SubscriberConfig]:
@@ -129,28 +160,77 @@ class Daemon:
                 config.name, shape=config.shape(), dtype=config.dtype(), slots=config.slots,
                 group=config.group, fps=config.fps,
             )  # fmt: skip
-            runner = StreamRunner(config, publisher)
+            try:
+                runner = StreamRunner(config, publisher)
+            except BaseException:
+                publisher.close()
+                raise
             self._streams[config.name] = _Stream(config, publisher, runner)
             runner.start()
             shape = "x".join(str(n) for n in config.shape())
             logger.info("%s: %s source, %s %s at %g fps", config.name, config.source.kind, shape,
                         config.dtype(), config.fps)  # fmt: skip
 
-    def _close_streams(self, names: Sequence[str], deadline: float) -> None:
+    def _close_streams(
+        self, names: Sequence[str], deadline: float, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Stop and close streams; those in `keep` leave their segment for the next writer, which
+        takes it over in place (a restart then needs no new shared memory)."""
         for name in names:
             self._streams[name].runner.request_stop()
         for name in names:
             stream = self._streams.pop(name)
             if not stream.runner.join(max(0.0, deadline - time.monotonic())):
                 logger.warning("%s: capture thread still busy at shutdown; closing anyway", name)
-            stream.publisher.close()
+            stream.publisher.close(remove=name not in keep)
+
+    def _try_add(self, config: StreamConfig) -> None:
+        """Create a stream; if it cannot be created now, it is degraded and retried with backoff."""
+        try:
+            self._add_streams([config])
+        except _CREATE_ERRORS as exc:
+            degraded = self._degraded.get(config.name)
+            if degraded is None or degraded.config != config:
+                degraded = _Degraded(config, Backoff(config.retry), str(exc), errors=0)
+                logger.error("%s: cannot create stream, degraded, retrying: %s", config.name, exc)
+            else:
+                logger.debug("%s: still cannot create stream: %s", config.name, exc)
+            degraded.errors += 1
+            degraded.error = str(exc)
+            degraded.retry_at = time.monotonic() + degraded.backoff.next()
+            self._degraded[config.name] = degraded
+            return
+        if self._degraded.pop(config.name, None) is not None:
+            logger.info("%s: stream created after all; no longer degraded", config.name)
+
+    def _forget_degraded(self, name: str) -> None:
+        """Stop retrying a stream; remove the segment a restart left for it, if still writer-less."""
+        self._degraded.pop(name, None)
+        try:
+            removed = remove_if_dead(name)
+        except (FramebusError, OSError) as exc:
+            removed, why = False, str(exc)
+        else:
+            why = "a live writer holds it"
+        if not removed:
+            logger.debug("%s: leaving the segment in place: %s", name, why)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_RETRY_TICK_S)
+            now = time.monotonic()
+            for degraded in [d for d in self._degraded.values() if d.retry_at <= now]:
+                self._try_add(degraded.config)
 
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
         self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
         try:
-            await self._http.start(config.host, config.port)
+            await self._http.start(
+                config.host, config.port,
+                max_connections=config.max_connections, header_timeout_s=config.header_timeout_s,
+            )  # fmt: skip
         except OSError as exc:
             logger.error("cannot serve the HTTP API on %s:%d: %s", config.host, config.port, exc.strerror)
             self._http = None
@@ -186,7 +266,9 @@ class Daemon:
             self._reloading = False
 
     async def reload(self) -> bool:
-        """Apply the config file again: only changed streams restart. False if it was refused."""
+        """Apply the config file again: only changed streams restart. False if it was refused.
+
+        Whatever happens, it ends with READY=1: systemd never stays in 'reloading'."""
         logger.info("reloading %s", self._config_path)
         self._notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
@@ -195,21 +277,27 @@ class Daemon:
             logger.error("reload refused, the running config stays in force: %s", exc)
             self._notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
             return False
-        changed = await self._apply(topology)
-        logger.info("reloaded: %d stream(s) changed; %s", changed, self._status_line())
+        except Exception:  # a process edge: an unforeseen loader failure must not end the daemon
+            logger.exception("reload refused (unexpected error reading the config); the running one stays")
+            self._notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
+            return False
+        try:
+            changed = await self._apply(topology)
+            logger.info("reloaded: %d stream(s) changed; %s", changed, self._status_line())
+        except Exception:  # a process edge, as above: report, keep serving, and say READY
+            logger.exception("reload failed part-way; streams not applied are retried or unchanged")
         self._notifier.notify("READY=1", f"STATUS={self._status_line()}")
         return True
 
     async def _apply(self, topology: Topology) -> int:
         wanted = {s.name: s for s in topology.streams if s.captured()}
         stale = [n for n, s in self._streams.items() if wanted.get(n) != s.config]
-        self._close_streams(stale, time.monotonic() + _STOP_BUDGET_S)
+        self._close_streams(stale, time.monotonic() + _STOP_BUDGET_S, keep=frozenset(wanted))
+        for name in [n for n in self._degraded if n not in wanted]:
+            self._forget_degraded(name)
         fresh = [c for n, c in wanted.items() if n not in self._streams]
         for config in fresh:
-            try:
-                self._add_streams([config])
-            except FramebusError as exc:
-                logger.error("%s: cannot create stream: %s", config.name, exc)
+            self._try_add(config)
         if topology.daemon.http != self._topology.daemon.http:
             if self._http is not None:
                 await self._http.stop()
@@ -217,7 +305,7 @@ class Daemon:
             await self._start_http(topology.daemon.http)
         await self._supervisor.update(self._children(topology))
         self._topology = topology
-        return len(set(stale) | {c.name for c in fresh})
+        return len(set(stale) | {c.name for c in fresh})  # (degraded ones included: retried)
 
     async def _status_loop(self) -> None:
         while True:

@@ -1,8 +1,15 @@
 """The daemon's control-plane HTTP API on loopback: /health, /streams and /subscribers (JSON),
-/metrics (Prometheus, see metrics.py)."""
+/metrics (Prometheus, see metrics.py).
+
+The daemon's file descriptors are for capture: the API holds at most `max_connections` at once
+(more are answered 503 and closed) and closes a connection that has not sent a complete request
+within `header_timeout_s` (or idles that long between requests), so slow or piled-up clients
+cannot starve the streams.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -41,14 +48,19 @@ class HttpApi:
         app.router.add_get("/metrics", self._metrics)
         return app
 
-    async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+    async def start(
+        self, host: str, port: int, *, max_connections: int = 64, header_timeout_s: float = 5.0
+    ) -> None:
+        # aiohttp's keep-alive timer runs from the connection's start until a request is complete
+        # (then between requests): it bounds the time to send headers as well as idle time.
+        self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=header_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        site = _BoundedSite(self._runner, host, port, max_connections)
+        try:
+            self.port = await site.bind()
+        except BaseException:
+            await self.stop()
+            raise
         logger.info("HTTP API on http://%s:%d (/health, /streams, /subscribers, /metrics)", host, self.port)
 
     async def stop(self) -> None:
@@ -72,6 +84,53 @@ class HttpApi:
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Refused(asyncio.Protocol):
+    """A connection beyond the cap: one 503 and closed, without parsing anything."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _BoundedSite(web.BaseSite):
+    """A TCP site that serves at most `limit` connections at once."""
+
+    __slots__ = ("_host", "_limit", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limit: int) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._limit = host, port, limit
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def bind(self) -> int:
+        """Start serving; the bound port."""
+        await self.start()
+        assert self._server is not None
+        sockets = getattr(self._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limit = self._limit
+
+        def protocol() -> asyncio.BaseProtocol:
+            return _Refused() if len(server.connections) >= limit else server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
         )
 
 

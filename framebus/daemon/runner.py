@@ -39,6 +39,7 @@ class StreamState(str, Enum):
     STALLED = "stalled"  # the source failed; retrying with backoff
     ENDED = "ended"  # a once-played file finished; the last frame stays, marked stale
     STOPPED = "stopped"
+    DEGRADED = "degraded"  # the daemon cannot create the stream's ring (busy, no memory); retrying
 
 
 class FrameSink(Protocol):
