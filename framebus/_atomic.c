@@ -22,6 +22,10 @@
  *   fence()  seq_cst - x86 MFENCE, aarch64 DMB ISH. Also orders the
  *            non-temporal stores glibc's memcpy uses for large copies, which
  *            plain x86 release stores do not.
+ *   copy_frame() is no control-word access: it writes a claimed slot's frame
+ *            bytes (step 2 of the protocol) with x86 streaming stores, which are
+ *            weakly ordered; it ends with SFENCE, and publish()'s seq-cst fence
+ *            orders them before the slot's state and LATEST stores in any case.
  *
  * Offsets are bounds- and alignment-checked on every call, so a corrupted
  * header can produce an exception but never an out-of-bounds access.
@@ -713,6 +717,66 @@ static PyTypeObject ReadPortType = {
     .tp_methods = rp_methods,
 };
 
+/* copy_frame(dst, src): copy a whole frame into a slot, the GIL released. On x86-64 with
+ * non-temporal (streaming) stores: a slot is rewritten long after a reader last touched it, so
+ * loading its old lines into the cache first (the read-for-ownership of plain stores) is a third
+ * of the memory traffic for nothing, and glibc's memcpy streams only copies larger than its
+ * threshold (3/4 of the shared cache, far beyond a frame). Streaming stores are weakly ordered:
+ * the SFENCE here and the seq-cst fence that starts publish() order them before the slot's
+ * state and LATEST stores, as for any frame byte. Elsewhere: memcpy. */
+#if defined(__x86_64__)
+#include <emmintrin.h>
+static void
+stream_copy(char *dst, const char *src, size_t n)
+{
+    while (n && ((uintptr_t)dst & 15u)) {  /* head up to a 16-byte boundary */
+        *dst++ = *src++;
+        n--;
+    }
+    for (; n >= 64; n -= 64, src += 64, dst += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)src);
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+        _mm_stream_si128((__m128i *)dst, a);
+        _mm_stream_si128((__m128i *)(dst + 16), b);
+        _mm_stream_si128((__m128i *)(dst + 32), c);
+        _mm_stream_si128((__m128i *)(dst + 48), d);
+    }
+    memcpy(dst, src, n);
+    _mm_sfence();
+}
+#else
+static void
+stream_copy(char *dst, const char *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+#endif
+
+static PyObject *
+mod_copy_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer dst, src;
+    if (check_nargs(nargs, 2, "copy_frame") < 0) return NULL;
+    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &src, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    if (dst.len != src.len) {
+        PyErr_Format(PyExc_ValueError, "copy_frame: %zd bytes into %zd", src.len, dst.len);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        stream_copy(dst.buf, src.buf, (size_t)dst.len);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 mod_latency_bucket(PyObject *module, PyObject *arg)
 {
@@ -722,6 +786,8 @@ mod_latency_bucket(PyObject *module, PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
+    {"copy_frame", (PyCFunction)(void (*)(void))mod_copy_frame, METH_FASTCALL,
+     "Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."},
     {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
     {NULL, NULL, 0, NULL},
 };
