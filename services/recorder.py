@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 
@@ -77,9 +78,11 @@ class _Writer(Protocol):
 
 
 class _Track(Protocol):
-    """What the recorder needs to know about one stream shape: how to prepare and store frames."""
+    """What the recorder needs to know about one kind of frame (shape and dtype): how to prepare
+    and store them."""
 
     shape: tuple[int, ...]
+    dtype: np.dtype[Any]
 
     def units(self, frame: framebus.Frame, record: Record, keyframe: bool) -> list[_Unit]: ...
     def open(self, directory: Path, base: str, header: dict[str, Any]) -> _Writer: ...
@@ -112,7 +115,7 @@ class _VideoTrack:
     def __init__(self, shape: tuple[int, ...], fps: float, options: Options) -> None:
         from .encoder import H264Encoder
 
-        self.shape = shape
+        self.shape, self.dtype = shape, np.dtype(np.uint8)
         self._encoder = H264Encoder(
             shape, fps, preset=options.preset, crf=options.crf, threads=options.threads
         )
@@ -156,7 +159,7 @@ class _ArrayWriter:
 
 class _ArrayTrack:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
-        self.shape, self._dtype = shape, dtype
+        self.shape, self.dtype = shape, dtype
 
     def units(self, frame: framebus.Frame, record: Record, keyframe: bool) -> list[_Unit]:
         array = np.array(frame.array)  # an owned copy: it may wait in the pre-roll
@@ -164,7 +167,7 @@ class _ArrayTrack:
 
     def open(self, directory: Path, base: str, header: dict[str, Any]) -> _Writer:
         return _ArrayWriter(
-            ArraySegment(directory, base, {**header, "format": "npy"}, self.shape, self._dtype)
+            ArraySegment(directory, base, {**header, "format": "npy"}, self.shape, self.dtype)
         )
 
 
@@ -195,7 +198,9 @@ class Recorder:
     def handle(self, frame: framebus.Frame, fps: float) -> None:
         """Take one frame from the stream."""
         array = frame.array
-        if self._track is None or self._track.shape != array.shape:
+        # A new writer may change the shape or only the dtype (gray 8-bit to 16-bit depth):
+        # either needs a new file of the right kind, never a cast into the old one.
+        if self._track is None or (self._track.shape, self._track.dtype) != (array.shape, array.dtype):
             self._new_track(array.shape, array.dtype, fps)
         assert self._track is not None
         record = Record(frame.seq, frame.timestamp_ns, frame.wall_time_ns, _meta(frame))
@@ -327,7 +332,7 @@ class Recorder:
         header = {
             "stream": self.o.stream,
             "shape": list(self._track.shape),
-            "dtype": str(first.payload.dtype) if isinstance(first.payload, np.ndarray) else "uint8",
+            "dtype": str(self._track.dtype),
             "fps": self._fps,
         }
         try:
@@ -397,31 +402,84 @@ def _meta(frame: framebus.Frame) -> dict[str, Any]:
 
 
 def parser(prog: str = "framebus-record") -> argparse.ArgumentParser:
+    """The command line; each option's type and bounds are the topology model's (RecorderSubscriber)."""
+    from framebus.config import RecorderSubscriber
+
+    fields = RecorderSubscriber.model_fields
+    preset = fields["preset"].rebuild_annotation()
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("stream", help="the stream to record")
     p.add_argument("--out", type=Path, required=True, help="directory for the segments")
     p.add_argument(
-        "--segment", type=float, default=60.0, metavar="SECONDS", help="segment length (default 60)"
-    )
+        "--segment", type=_model_type("segment_s"), default=fields["segment_s"].default,
+        metavar="SECONDS", help="segment length (default %(default)g)",
+    )  # fmt: skip
     p.add_argument(
-        "--max-mb", type=float, help="retention: keep at most this many MB of this stream's segments"
+        "--max-mb", type=_model_type("max_mb"),
+        help="retention: keep at most this many MB of this stream's segments",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-age-h",
+        type=_model_type("max_age_h"),
+        help="retention: delete segments older than this many hours",
     )
-    p.add_argument("--max-age-h", type=float, help="retention: delete segments older than this many hours")
     p.add_argument("--events", type=Path, help="record clips on the analyzer's events in this file")
     p.add_argument("--trigger", action="append", help="event types that start a clip (default: motion)")
-    p.add_argument("--pre", type=float, default=5.0, metavar="SECONDS", help="clip pre-roll (default 5)")
-    p.add_argument("--post", type=float, default=10.0, metavar="SECONDS", help="clip post-roll (default 10)")
-    p.add_argument("--preset", default="ultrafast", help="x264 preset (default ultrafast: least CPU)")
-    p.add_argument("--crf", type=int, default=23, help="x264 quality, 0-51, lower is better (default 23)")
-    p.add_argument("--threads", type=int, default=2, help="x264 threads (default 2: 1080p30 keeps up)")
-    p.add_argument("--retry", type=float, default=5.0, metavar="SECONDS", help="retry after a write error")
+    p.add_argument(
+        "--pre", type=_model_type("pre_s"), default=fields["pre_s"].default, metavar="SECONDS",
+        help="clip pre-roll (default %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--post", type=_model_type("post_s"), default=fields["post_s"].default, metavar="SECONDS",
+        help="clip post-roll (default %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--preset", type=_model_type("preset"), default=fields["preset"].default, metavar="PRESET",
+        help=f"x264 preset, one of {', '.join(get_args(preset))} (default %(default)s: least CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--crf", type=_model_type("crf"), default=fields["crf"].default,
+        help="x264 quality, 0-51, lower is better (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=_model_type("threads"), default=fields["threads"].default,
+        help="x264 threads (default %(default)s: 1080p30 keeps up)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry", type=_retry_seconds, default=5.0, metavar="SECONDS", help="retry after a write error"
+    )
     return p
 
 
+def _model_type(field: str) -> Callable[[str], Any]:
+    """An argparse type for `field` of the topology's recorder model: the command line accepts
+    exactly what a topology file does (one definition of each bound), with argparse's error."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from framebus.config import RecorderSubscriber
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RecorderSubscriber.model_fields[field].rebuild_annotation())
+
+    def convert(text: str) -> Any:
+        try:
+            return adapter.validate_python(text)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc.errors()[0]['msg']}") from None
+
+    return convert
+
+
+def _retry_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds from 0 to 3600")
+    return value
+
+
 def options(args: argparse.Namespace) -> Options:
-    for name in ("segment", "pre", "post", "retry"):
-        if not getattr(args, name) >= 0 or (name == "segment" and args.segment <= 0):
-            raise SystemExit(f"record: --{name} must be a positive number of seconds")
     return Options(
         stream=args.stream,
         out=args.out,

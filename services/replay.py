@@ -5,6 +5,9 @@ segment of one stream, oldest first; ``--stream`` picks one if several were reco
 one segment (its .mp4, .npy or .jsonl). Each frame is published when its original capture
 time, relative to the first frame, comes round (divided by ``--speed``), with its original
 metadata plus ``recorded_seq`` and ``recorded_wall_ns``. A progress bar goes to a terminal.
+A segment that cannot be read (damaged, empty, not a recording) is reported on one line naming
+the file and skipped; the exit status is 1 only if no frame at all could be replayed (with
+``--loop`` too: a recording without a frame is an error, never a busy loop).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import framebus
 
 from .lifecycle import Stop, configure_logging
-from .segments import SegmentFile, iter_npy, list_segments, read_sidecar
+from .segments import RecordingError, SegmentFile, list_segments, read_sidecar
 
 __all__ = ["main"]
 
@@ -49,21 +52,54 @@ def find_segments(path: Path, stream: str | None) -> list[SegmentFile]:
 
 
 def segment_frames(segment: SegmentFile) -> Iterator[tuple[np.ndarray[Any, Any], Any, dict[str, Any]]]:
-    """(array, sidecar record, header) for every frame that is both in the file and the sidecar."""
-    header, records = read_sidecar(segment.sidecar)
-    shape = tuple(header["shape"])
+    """(array, sidecar record, header) for every frame that is both in the file and the sidecar.
+
+    RecordingError, naming the file, if the segment cannot be read or its frames are not what
+    its sidecar says.
+    """
+    try:
+        header, records = read_sidecar(segment.sidecar)
+    except OSError as exc:
+        raise RecordingError(f"{segment.sidecar}: {exc.strerror or exc}") from None
+    shape, dtype = tuple(header["shape"]), np.dtype(header["dtype"])
     arrays = (
-        _decode_video(segment.media, shape) if header.get("format") == "h264" else iter_npy(segment.media)
+        _decode_video(segment.media, shape) if header.get("format") == "h264" else _npy_frames(segment.media)
     )
     for array, record in zip(arrays, records, strict=False):  # a killed segment may differ in length
+        if array.shape != shape or array.dtype != dtype:
+            raise RecordingError(
+                f"{segment.media}: its frames are {_describe(array.shape, array.dtype)}, "
+                f"its sidecar says {_describe(shape, dtype)}"
+            )
         yield array, record, header
+
+
+def _describe(shape: tuple[int, ...], dtype: np.dtype[Any]) -> str:
+    return f"{'x'.join(map(str, shape))} {dtype}"
+
+
+def _npy_frames(path: Path) -> Iterator[np.ndarray[Any, Any]]:
+    """The frames of an array segment (memory-mapped: a long segment is not read at once)."""
+    try:
+        frames = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # truncated, empty, or not a .npy at all
+        raise RecordingError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(frames, np.ndarray) or frames.ndim < 1:
+        raise RecordingError(f"{path}: not an array of frames")
+    yield from frames
 
 
 def _decode_video(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray[Any, Any]]:
     import av
 
     gray = len(shape) == 2
-    with av.open(str(path)) as container:
+    try:
+        container = av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:  # empty, or not a video at all
+        raise RecordingError(f"{path}: not a readable video ({exc})") from None
+    with container:
+        if not container.streams.video:
+            raise RecordingError(f"{path}: holds no video stream")
         try:
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format="gray" if gray else "bgr24")
@@ -105,22 +141,28 @@ class Replayer:
         self.name, self.speed, self.stop = name, speed, stop
         self.publisher: framebus.Publisher | None = None
         self.published = 0
+        self.skipped: set[Path] = set()  # segments that could not be read
 
     def play(self, segments: list[SegmentFile]) -> None:
         progress = _Progress(sum(_count(s) for s in segments))
         start_wall: float | None = None
         first_ns = 0
         for index, segment in enumerate(segments, 1):
-            for array, record, header in segment_frames(segment):
-                if self.stop:
-                    return
-                if start_wall is None:
-                    start_wall, first_ns = time.monotonic(), record.mono_ns
-                due = start_wall + (record.mono_ns - first_ns) / 1e9 / self.speed
-                if self.stop.sleep(max(0.0, due - time.monotonic())):
-                    return
-                self._publish(array, record, header)
-                progress.show(self.published, index, len(segments))
+            try:
+                for array, record, header in segment_frames(segment):
+                    if self.stop:
+                        return
+                    if start_wall is None:
+                        start_wall, first_ns = time.monotonic(), record.mono_ns
+                    due = start_wall + (record.mono_ns - first_ns) / 1e9 / self.speed
+                    if self.stop.sleep(max(0.0, due - time.monotonic())):
+                        return
+                    self._publish(array, record, header)
+                    progress.show(self.published, index, len(segments))
+            except RecordingError as exc:
+                if segment.media not in self.skipped:  # once, not on every --loop pass
+                    logger.error("%s; skipping this segment", exc)
+                self.skipped.add(segment.media)
         progress.end()
 
     def _publish(self, array: np.ndarray[Any, Any], record: Any, header: dict[str, Any]) -> None:
@@ -165,14 +207,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-replay") -> in
     replayer = Replayer(args.name, args.speed, stop)
     try:
         while not stop:
+            before = replayer.published
             replayer.play(segments)
-            if not args.loop:
-                break
+            if not args.loop or (replayer.published == before and not stop):
+                break  # a pass without a frame would make --loop spin
     except framebus.FramebusError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1
     finally:
         replayer.close()
+    if replayer.published == 0 and not stop:
+        print(f"replay: no frame could be replayed from {args.path}", file=sys.stderr)
+        return 1
     logger.info("published %d frame(s)", replayer.published)
     return 0
 

@@ -13,18 +13,23 @@ the wall clock, its metadata), so gaps and timing can be audited without decodin
 
 A segment is written under a ``.partial`` name and renamed when closed: a SIGKILL loses at most
 the open one, and even that is readable up to its last complete fragment; a later recorder on
-the same directory renames it (see :func:`recover`).
+the same directory renames it (see :func:`recover`). The recorder holds an advisory lock
+(flock) on each partial it writes, from before the name appears until after it is renamed, so
+another recorder on the same directory tells a live partial from one left by a killed
+recorder. A partial without a frame is never left behind (a full disk would otherwise leave an
+empty pair at every retry).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,9 +40,11 @@ import numpy as np
 __all__ = [
     "ArraySegment",
     "Record",
+    "RecordingError",
     "SegmentFile",
     "Sidecar",
     "VideoSegment",
+    "abandoned_partials",
     "apply_retention",
     "list_segments",
     "read_sidecar",
@@ -126,27 +133,98 @@ class Sidecar:
         self._file.close()
 
 
+class RecordingError(ValueError):
+    """A segment that cannot be read: its message names the file and the problem."""
+
+
 def read_sidecar(path: Path) -> tuple[dict[str, Any], list[Record]]:
-    """(header, records) of a sidecar; a torn last line (the writer was killed mid-write) is skipped."""
+    """(header, records) of a sidecar; a torn last line (the writer was killed mid-write) is skipped.
+
+    RecordingError if the header is missing or lacks what a reader needs (shape, dtype).
+    """
     header: dict[str, Any] = {}
     records = []
-    with path.open(encoding="utf-8") as file:
+    with path.open(encoding="utf-8", errors="replace") as file:
         for number, line in enumerate(file):
             try:
                 item = json.loads(line)
             except ValueError:
                 continue
             if number == 0:
-                header = item
-            else:
+                header = item if isinstance(item, dict) else {}
+            elif _is_record(item):
                 records.append(Record(item["seq"], item["mono_ns"], item["wall_ns"], item.get("meta") or {}))
     if header.get("framebus_recording") != 1:
-        raise ValueError(f"{path}: not a framebus sidecar (no header line)")
+        raise RecordingError(f"{path}: not a framebus sidecar (no header line)")
+    shape, dtype = header.get("shape"), header.get("dtype")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise RecordingError(f"{path}: the header has no valid shape ({shape!r})")
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        raise RecordingError(f"{path}: the header has no valid dtype ({dtype!r})") from None
     return header, records
+
+
+def _is_record(item: object) -> bool:
+    """A frame line as Record needs it; anything else (damage, a torn line) is skipped."""
+    return (
+        isinstance(item, dict)
+        and all(isinstance(item.get(key), int) for key in ("seq", "mono_ns", "wall_ns"))
+        and isinstance(item.get("meta") or {}, dict)
+    )
 
 
 def _partial(directory: Path, base: str, ext: str) -> Path:
     return directory / f"{base}{PARTIAL}{ext}"
+
+
+def _create_locked(path: Path) -> int:
+    """Create `path` (it must not exist), already flock()ed: a descriptor holding the lock.
+
+    Created under a temporary name that recover() ignores and then linked to `path`, so no
+    other recorder ever sees the partial name unlocked while its writer lives.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            os.link(temporary, path)  # fails if `path` exists, like O_EXCL
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if path.exists():  # a file system without hard links (FAT, exFAT): a rename will do
+                raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+            os.rename(temporary, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    return fd
+
+
+def _locked_by_other(path: Path) -> bool:
+    """True if a live writer holds `path`'s lock (or it vanished: its writer just renamed it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False
+
+
+def _remove_pair(media: Path) -> None:
+    for path in (media, media.with_suffix(".jsonl")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _finish(media_partial: Path) -> Path:
@@ -170,20 +248,26 @@ class VideoSegment:
         import av
 
         self.path = _partial(directory, base, ".mp4")
-        self.path.open(
-            "xb"
-        ).close()  # a clear OSError now (missing dir, read-only, full) instead of at mux time
-        self.sidecar = Sidecar(self.path.with_suffix(".jsonl"), header)
-        self._container = av.open(
-            str(self.path),
-            "w",
-            format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
-        )
-        self._stream = self._container.add_mux_stream(
-            "h264", rate=round(header["fps"]) or 30, width=width, height=height
-        )
-        self._stream.time_base = TIME_BASE
+        # Created here, locked: a clear OSError now (missing dir, read-only) instead of at mux time.
+        self._lock = _create_locked(self.path)
+        try:
+            self.sidecar = Sidecar(self.path.with_suffix(".jsonl"), header)
+            self._container = av.open(
+                str(self.path),
+                "w",
+                format="mp4",
+                options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
+            )
+            self._stream = self._container.add_mux_stream(
+                "h264", rate=round(header["fps"]) or 30, width=width, height=height
+            )
+            self._stream.time_base = TIME_BASE
+        except BaseException:
+            with contextlib.suppress(OSError, AttributeError):
+                self.sidecar.close()
+            _remove_pair(self.path)  # never an empty partial (a full disk would leave one per retry)
+            os.close(self._lock)
+            raise
         self._first_pts: int | None = None
         self.frames = 0
         self.first_mono_ns = 0
@@ -199,19 +283,26 @@ class VideoSegment:
         self.frames += 1
 
     def close(self) -> Path:
-        """Finish the file and give it its final name."""
+        """Finish the file and give it its final name (renamed before the lock is let go)."""
         try:
-            self._container.close()
+            try:
+                self._container.close()
+            finally:
+                self.sidecar.close()
+            return _finish(self.path)
         finally:
-            self.sidecar.close()
-        return _finish(self.path)
+            os.close(self._lock)
 
     def abandon(self) -> None:
-        """After a write error: let go of the files without renaming (recover() may salvage them)."""
+        """After a write error: let go of the files without renaming (recover() may salvage them);
+        without a frame there is nothing to salvage: they are removed."""
         with contextlib.suppress(Exception):  # the container may be half-broken; nothing to save
             self._container.close()
         with contextlib.suppress(OSError):
             self.sidecar.close()
+        if self.frames == 0:
+            _remove_pair(self.path)
+        os.close(self._lock)
 
 
 class ArraySegment:
@@ -222,12 +313,17 @@ class ArraySegment:
     ) -> None:
         self.path = _partial(directory, base, ".npy")
         self._shape, self._dtype = shape, dtype
-        self._file = self.path.open("xb")
+        self._file = os.fdopen(_create_locked(self.path), "wb")  # its descriptor holds the lock
         try:
             self.sidecar = Sidecar(self.path.with_suffix(".jsonl"), header)
             self._file.write(_npy_header(0, shape, dtype))
+            self._file.flush()
         except BaseException:
-            self._file.close()
+            with contextlib.suppress(OSError, AttributeError):
+                self.sidecar.close()
+            _remove_pair(self.path)  # never an empty partial (a full disk would leave one per retry)
+            with contextlib.suppress(OSError):
+                self._file.close()
             raise
         self.frames = 0
         self.first_mono_ns = 0
@@ -241,16 +337,23 @@ class ArraySegment:
         self.frames += 1
 
     def close(self) -> Path:
+        """Write the frame count and give the file its final name (renamed before the lock is let go)."""
         try:
-            self._file.seek(0)
-            self._file.write(_npy_header(self.frames, self._shape, self._dtype))
-            self._file.close()
+            try:
+                self._file.seek(0)
+                self._file.write(_npy_header(self.frames, self._shape, self._dtype))
+                self._file.flush()
+            finally:
+                self.sidecar.close()
+            return _finish(self.path)
         finally:
-            self._file.close()
-            self.sidecar.close()
-        return _finish(self.path)
+            with contextlib.suppress(OSError):  # the header was flushed above, or that raised
+                self._file.close()
 
     def abandon(self) -> None:
+        """After a write error: see VideoSegment.abandon."""
+        if self.frames == 0:
+            _remove_pair(self.path)
         for closable in (self._file, self.sidecar):
             with contextlib.suppress(OSError):
                 closable.close()
@@ -269,21 +372,44 @@ def _npy_header(count: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> byt
 def recover(directory: Path, stream: str) -> list[Path]:
     """Give the partial segments a killed recorder of `stream` left their final names.
 
+    Partials a live recorder holds (locked) are left alone; those without a frame are removed.
     An MP4 fragment is readable up to its last complete fragment as it is; a .npy gets the
     frame count that its size holds (a torn last frame is cut off).
     """
     recovered = []
-    for path in sorted(directory.glob(f"*{PARTIAL}.*")):
-        match = _NAME.match(path.name)
-        if not match or match["stream"] != stream or not match["partial"]:
-            continue
+    for segment in abandoned_partials(directory, stream):
+        path = segment.media
         try:
-            if match["ext"] == ".npy":
+            if not _holds_frames(segment):
+                _remove_pair(path)
+                logger.info("%s: removed, it holds no frame", path.name)
+                continue
+            if path.suffix == ".npy":
                 _repair_npy(path)
             recovered.append(_finish(path))
         except (OSError, ValueError) as exc:
             logger.warning("%s: cannot recover: %s", path, exc)
     return recovered
+
+
+def abandoned_partials(directory: Path, stream: str) -> list[SegmentFile]:
+    """`stream`'s partial segments that no live recorder holds, oldest first."""
+    found = []
+    for path in sorted(directory.glob(f"*{PARTIAL}.*")):
+        match = _NAME.match(path.name)
+        if match and match["stream"] == stream and match["partial"] and not _locked_by_other(path):
+            found.append(SegmentFile(path, stream))
+    return found
+
+
+def _holds_frames(segment: SegmentFile) -> bool:
+    """A frame line in the sidecar and more than a header in the media file."""
+    try:
+        if segment.media.stat().st_size <= (_NPY_HEADER_BYTES if segment.media.suffix == ".npy" else 0):
+            return False
+        return bool(read_sidecar(segment.sidecar)[1])
+    except (OSError, ValueError):
+        return False
 
 
 def _repair_npy(path: Path) -> None:
@@ -300,8 +426,14 @@ def _repair_npy(path: Path) -> None:
 def apply_retention(
     directory: Path, stream: str, max_bytes: int | None, max_age_s: float | None
 ) -> list[Path]:
-    """Delete `stream`'s oldest closed segments until the rest fit both limits; the deleted media."""
-    segments = list_segments(directory, stream)
+    """Delete `stream`'s oldest segments until the rest fit both limits; the deleted media.
+
+    Partials that no live recorder holds (abandoned after a write error) count and go too.
+    """
+    segments = sorted(
+        list_segments(directory, stream) + abandoned_partials(directory, stream),
+        key=lambda s: s.media.name.replace(PARTIAL, ""),
+    )
     sizes = [s.size() for s in segments]
     total = sum(sizes)
     now = time.time()
@@ -314,15 +446,7 @@ def apply_retention(
             too_old = False
         if not (too_big or too_old):
             break  # oldest first: once one may stay, the newer ones may too (by size; age is monotone)
-        for path in (segment.media, segment.sidecar):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        _remove_pair(segment.media)
         total -= size
         deleted.append(segment.media)
     return deleted
-
-
-def iter_npy(path: Path) -> Iterator[np.ndarray[Any, Any]]:
-    """The frames of an array segment (memory-mapped: a long segment is not read at once)."""
-    frames = np.load(path, mmap_mode="r")
-    yield from frames

@@ -362,6 +362,23 @@ subscribers:
     assert "(stream 'cam.motion'): a derived stream needs exactly one subscriber" in problems
 
 
+def test_two_recorders_of_one_stream_into_one_directory_are_reported() -> None:
+    text = """
+streams:
+  - {name: cam, source: {kind: synthetic}, width: 64, height: 24}
+subscribers:
+  - {kind: recorder, name: a, stream: cam, out: rec}
+  - {kind: recorder, name: b, stream: cam, out: rec/other}
+  - {kind: recorder, name: c, stream: cam, out: ./rec/}
+"""
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert list(error.value.problems) == [
+        "subscribers[2].out (subscriber 'c'): stream 'cam' is already recorded into 'rec' by "
+        "subscribers[0]; use another directory"
+    ]
+
+
 def test_a_fifo_named_as_the_config_is_refused_not_waited_on(tmp_path: Path) -> None:
     fifo = tmp_path / "topology.yaml"
     os.mkfifo(fifo)  # opened for reading with no writer, a plain open() would block forever

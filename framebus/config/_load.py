@@ -22,7 +22,7 @@ from ._bridges import FrameEncoding
 from ._parse import parse_toml, parse_yaml, read_text
 from ._paths import check_files, resolve_paths
 from ._streams import SourceConfig
-from ._subscribers import SubscriberConfig
+from ._subscribers import RecorderSubscriber, SubscriberConfig
 from ._topology import Topology, kinds
 
 __all__ = [
@@ -93,16 +93,40 @@ def this_subscriber() -> SubscriberConfig | None:
 def check_references(topology: Topology) -> list[str]:
     """Problems with names across sections: duplicates, unknown streams, pipeline cycles, and
     exports the stream cannot have (JPEG of a non-image stream)."""
-    return _reference_problems(
-        _Names(
-            streams=[(s.name, s.captured()) for s in topology.streams],
-            subscribers=[(s.name, list(s.reads), list(s.publishes)) for s in topology.subscribers],
-            bridges=[
-                (b.name, [e.stream for e in b.exports], [i.stream for i in b.imports])
-                for b in topology.bridges
-            ],
+    return (
+        _reference_problems(
+            _Names(
+                streams=[(s.name, s.captured()) for s in topology.streams],
+                subscribers=[(s.name, list(s.reads), list(s.publishes)) for s in topology.subscribers],
+                bridges=[
+                    (b.name, [e.stream for e in b.exports], [i.stream for i in b.imports])
+                    for b in topology.bridges
+                ],
+            )
         )
-    ) + _encoding_problems(topology)
+        + _encoding_problems(topology)
+        + _recorder_problems(topology)
+    )
+
+
+def _recorder_problems(topology: Topology) -> list[str]:
+    """Two recorders of one stream into one directory would record it twice, and each one's
+    retention would delete the other's segments."""
+    seen: dict[tuple[str, str], int] = {}
+    problems = []
+    for i, subscriber in enumerate(topology.subscribers):
+        if not isinstance(subscriber, RecorderSubscriber):
+            continue
+        key = (subscriber.stream, os.path.normpath(subscriber.out))
+        if key in seen:
+            problems.append(
+                f"subscribers[{i}].out (subscriber {subscriber.name!r}): stream {subscriber.stream!r} is "
+                f"already recorded into {str(subscriber.out)!r} by subscribers[{seen[key]}]; "
+                "use another directory"
+            )
+        else:
+            seen[key] = i
+    return problems
 
 
 def _encoding_problems(topology: Topology) -> list[str]:
