@@ -166,10 +166,10 @@ class Replayer:
         progress.end()
 
     def _publish(self, array: np.ndarray[Any, Any], record: Any, header: dict[str, Any]) -> None:
-        shape = tuple(header["shape"])
-        if self.publisher is None or self.publisher.shape != shape:
+        shape, dtype = tuple(header["shape"]), np.dtype(header["dtype"])
+        if self.publisher is None or (self.publisher.shape, self.publisher.dtype) != (shape, dtype):
             if self.publisher is not None:
-                self.publisher.close()  # the recording changed resolution: readers re-attach
+                self.publisher.close()  # the recording changed shape or dtype: readers re-attach
             self.publisher = framebus.Publisher(
                 self.name, shape, header["dtype"], fps=float(header.get("fps") or 0)
             )

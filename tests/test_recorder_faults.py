@@ -109,6 +109,18 @@ def test_a_dtype_change_starts_a_segment_of_the_new_dtype(
         assert np.array_equal(np.load(segments[0].media), np.stack(sent[:4]))
 
 
+def test_replay_follows_a_dtype_change_between_segments(tmp_path: Path) -> None:
+    stream, now = "cam", time.time_ns()
+    first = npy_segment(tmp_path, stream, now, 2)
+    second = npy_segment(tmp_path, stream, now + 10**9, 2)
+    np.save(second, np.load(second).astype(np.float64))  # same shape, another dtype
+    write_sidecar(second, [{**line, "dtype": "float64"} if i == 0 else line
+                           for i, line in enumerate(sidecar_lines(second))])  # fmt: skip
+    assert first.exists()
+    code, log = replay(tmp_path, "--as", unique_name("rp"), "--speed", "100")
+    assert code == 0 and "published 4 frame(s)" in log and "Traceback" not in log, log
+
+
 # -- 3: a full disk -------------------------------------------------------------------------------
 
 # Every write into a file fails (EFBIG, as ENOSPC would) while creating files still works: what a
