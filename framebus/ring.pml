@@ -48,8 +48,8 @@
  *   P2 a reader never accepts a slot whose state or bytes differ from the seq LATEST promised, nor
  *      a torn copy, and never reports a legitimate retry as corruption (cw_pin's -2, copy_latest's
  *      "state disagrees with its sequence");
- *   P3 the writer never waits: a claim succeeds within holder_count + 2 attempts, and no claim or
- *      publish statement can block;
+ *   P3 the writer never waits: a claim succeeds within holder_count + 2 attempts (and no claim or
+ *      publish step has a guard that can block it: each has an enabled branch in every state);
  *   P4 no lost wake-up: at every step, a reader asleep in the futex while its live writer is
  *      between publishes has taken the newest frame; and once nothing can move, every live reader
  *      is on the newest segment (a dead writer's readers re-attached) with its newest frame;
@@ -171,8 +171,13 @@ inline try_claim(g, guard) {
         :: d_step { ((RESCAN_HELD >> s) & 1) == 0 ->
                 /* @map framebus/_ring.py: words.fence()  # WRITING is visible before any frame byte changes */
                 assert(P1_held_slot_not_claimed && pinned[g] != s + 1);
-                wslot[g] = s + 1; old = 0; held = 0; prv = lat; lat = s; nxt = (s + 1) % S;
-                content[g * S + s] = TORN   /* the frame's first bytes */
+                wslot[g] = s + 1; old = 0; held = 0;
+                /* (the writer's own bookkeeping, done here rather than at commit: the same
+                   values, since only a dead writer would not reach its commit)
+                   @map framebus/_ring.py: self._previous, self._latest = self._latest, slot */
+                prv = lat; lat = s; nxt = (s + 1) % S;
+                /* the frame's first bytes: @map framebus/_publisher.py: self._ring.frames[slot] = array */
+                content[g * S + s] = TORN
             };
             break
         fi
@@ -218,7 +223,8 @@ inline writer_body(g, frames) {
             :: try_claim(g, !reaping)
             fi
         od;
-        /* the last bytes, then @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
+        /* the last bytes, @map framebus/_ring.py: SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta)) */
+        /* then @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
 #ifndef MUT_PUBLISH_RELAXED
         /* @map framebus/_atomic.c: __atomic_store_n(state, seq, __ATOMIC_RELEASE); */
         atomic { content[g * S + s] = seq + 1; state[g * S + s] = seq + 1; wslot[g] = 0 };
@@ -270,7 +276,7 @@ active proctype Writer2() {
     byte seq, lat, prv, nxt, att, start, k, s, old, held;
     bit reaping;
 end_wait:
-    w1_dead;    /* _reclaim_stale replaces the segment only once its writer's lock is free */
+    w1_dead;    /* only once the first writer's lock is free: @map framebus/_segment.py: if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK): */
     writer_body(1, FR2)
 }
 
@@ -286,7 +292,8 @@ inline sleep(r, g) {
 #ifndef MUT_NO_WAITERS_FENCE
     waiters[g]++;   /* @map framebus/_atomic.c: __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST); */
     /* @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST); */
-    d_step { if :: wake[g] == seen -> asleep[r] = 1 :: else fi; seen = 0 };  /* the kernel's compare and queue */
+    /* the kernel's compare-and-queue: @map framebus/_atomic.c: rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, ts, NULL, 0); */
+    d_step { if :: wake[g] == seen -> asleep[r] = 1 :: else fi; seen = 0 };
 #else
     if
     :: waiters[g]++; d_step { if :: wake[g] == seen -> asleep[r] = 1 :: else fi; seen = 0 }
@@ -367,7 +374,8 @@ inline pin(g) {
         if
         :: d_step { PIN_STATE_OK ->
                 assert(P2_pin_accepts_promised_frame && content[g * S + s] == q && wslot[g] != s + 1);
-                pinned[g] = s + 1; pinned_seq[g] = q; rlast[0] = q; seen = 0;
+                pinned[g] = s + 1; pinned_seq[g] = q; seen = 0;
+                rlast[0] = q;   /* @map framebus/_subscriber.py: self._last_seq = seq */
                 tmp = 0; prev = 0; w = 0; s = 0; q = 0
             };
             break

@@ -6,8 +6,9 @@
  * few C-API functions it calls: integers, buffers, tuples and exceptions as tiny fakes. So the
  * exact code a subscriber runs (bounds checks, orderings, futex syscalls with the aarch64 syscall
  * numbers) is exercised on the target ISA. It checks behaviour, not memory ordering: qemu runs
- * the guest on the host's (x86, TSO) memory, so it cannot show a weak-ordering bug; that is what
- * the model check (framebus/ring.pml) is for.
+ * the guest on the host's (x86, TSO) memory, so it cannot show a weak-ordering bug (and qemu 7.2
+ * even lets an LDAR pass an earlier STLR, which ARMv8 forbids), so it has no ordering stress
+ * test; that is what the model check (framebus/ring.pml) and the disassembly audit are for.
  */
 #include "_atomic.c"
 
