@@ -282,10 +282,11 @@ end_wait:
 
 /* ---- readers: Subscriber.wait() in a loop ------------------------------------------------- */
 
-/* _poll: WAKE, then LATEST. The take's own first LATEST load (cw_pin's, copy_latest's) is merged with _poll's: nothing shared happens
- * between the two, and the later load sees the same word or a newer one. The copy reader's first
- * read of the frame's bytes is merged with it too: the writer never touches LATEST's slot, so
- * those bytes cannot change in between (the copy's last read, c2, is a step of its own). */
+/* _poll: WAKE, then LATEST. The take's own first LATEST load (cw_pin's, copy_latest's) is merged
+ * with _poll's: nothing shared happens between the two, and the later load sees the same word or
+ * a newer one. The copy reader's first read of the frame's bytes (c1) is merged with it too: the
+ * writer never touches LATEST's slot, so those bytes cannot change in between; whatever changes
+ * them later shows in the copy's last read (c2). */
 #define LOAD_LATEST(r, g) w = latest[g]; s = SLOT(w); q = SEQ(w); if :: r == 1 -> c1 = content[g * S + s] :: else fi
 /* cw_sleep: WAITERS += 1, fence, FUTEX_WAIT on WAKE while it equals seen, WAITERS -= 1. */
 inline sleep(r, g) {
