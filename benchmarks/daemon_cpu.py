@@ -4,9 +4,11 @@ For N streams, in the same run:
   1. `framebus daemon` on a config of N synthetic 1920x1080 bgr8 streams at 30 fps: its CPU time
      (utime + stime from /proc/<pid>/stat) over a measuring window after warm-up;
   2. a child process that generates the same frames on the same pacing (one thread per stream,
-     the daemon's own SyntheticVideo source and Pacer) but publishes nothing: same window.
-The difference is what the daemon adds: copying each frame into shared memory, ring bookkeeping,
-stats, and the control plane (HTTP API, status loop).
+     the daemon's own SyntheticVideo source and Pacer) but publishes nothing: same window. The
+     source draws each frame (read_into) into a private array there, as the daemon has it draw
+     into the loaned slot: drawing is the source's own work on both sides.
+The difference is what the daemon adds: ring bookkeeping, slot pages, stats, and the control
+plane (HTTP API, status loop).
 
     python benchmarks/daemon_cpu.py [--streams 1 2 4] [--seconds 10]
 """
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 import framebus
@@ -78,9 +81,10 @@ def run_daemon(count: int, seconds: float) -> tuple[float, float]:
 
 def generate_only(count: int, seconds: float) -> None:
     """Child mode: produce the frames exactly as the daemon's runners do, without publishing."""
-    from framebus._configload import parse_config
-    from framebus.sources import make_source
-    from framebus.sources.base import Pacer
+    from framebus.config import parse_config
+    from framebus.daemon.pacing import Pacer
+    from framebus.daemon.sources import make_source
+    from framebus.daemon.sources.synthetic import SyntheticVideo
 
     topology = parse_config(yaml.safe_dump(config([f"gen{i}" for i in range(count)])))
     stop = threading.Event()
@@ -89,8 +93,12 @@ def generate_only(count: int, seconds: float) -> None:
         source = make_source(topology.streams[index])
         source.open()
         pacer = Pacer(FPS)
+        canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)  # where the daemon has a loaned slot
         while pacer.wait(stop):
-            source.read()
+            if isinstance(source, SyntheticVideo):
+                source.read_into(canvas, time.monotonic_ns())
+            else:
+                source.read()
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(count)]
     for thread in threads:

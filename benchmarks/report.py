@@ -54,7 +54,7 @@ def _median_case(cases: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [c for c in cases if "error" not in c]
     if not ok:
         return {**cases[0], "runs": len(cases)}
-    merged = _median_tree(ok)
+    merged: dict[str, Any] = _median_tree(ok)
     p50s = [c["lat_p50"] for c in ok]
     merged["lat_p50_spread"] = (max(p50s) - min(p50s)) / float(np.median(p50s)) if len(ok) > 1 else 0.0
     merged["samples"] = [s for c in ok for s in c["samples"]]

@@ -1,6 +1,7 @@
 """framebus: the newest camera and sensor frames between processes, through shared memory."""
 
-from ._capture import VideoCapture as VideoCapture
+from typing import TYPE_CHECKING
+
 from ._errors import ConfigError as ConfigError
 from ._errors import FramebusError as FramebusError
 from ._errors import SegmentCorrupt as SegmentCorrupt
@@ -38,3 +39,17 @@ __all__ = [
     "streams",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # VideoCapture needs OpenCV: loaded on first use, so a subscriber that never asks for it
+    # does not pay for importing cv2.
+    if name == "VideoCapture":
+        from ._capture import VideoCapture
+
+        return VideoCapture
+    raise AttributeError(f"module 'framebus' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from ._capture import VideoCapture as VideoCapture

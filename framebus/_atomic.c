@@ -16,6 +16,9 @@
  *            between a reader announcing a hold and the writer claiming a
  *            slot: each side stores, then loads the other's word, and
  *            sequential consistency guarantees at least one sees the other.
+ *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
+ *            (the reads of the frame happen before the writer may reuse its slot),
+ *            relaxed on failure (the hold names a newer frame; nothing is stored).
  *   fence()  seq_cst - x86 MFENCE, aarch64 DMB ISH. Also orders the
  *            non-temporal stores glibc's memcpy uses for large copies, which
  *            plain x86 release stores do not.
@@ -29,6 +32,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -258,6 +262,74 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /*
+ * Reader-table entry words, as offsets inside an entry (framebus/_layout.py owns them; the module
+ * exports these as LAYOUT and tests/test_layout.py pins the two together). Statistics words are
+ * written only by the entry's owner, with relaxed stores: they order nothing, and a listing
+ * that reads one torn only misreports a number.
+ */
+#define R_FRAMES_READ 16
+#define R_FRAMES_MISSED 24
+#define R_LAST_READ_NS 32
+#define R_HOLD_SINCE_NS 40
+#define R_LAST_SEQ 64
+#define R_LATENCY_EPOCHS 72       /* u64 window number per bank */
+#define R_LATENCY_HIST 128        /* two banks of LATENCY_BUCKETS u32 counts */
+#define READER_ENTRY 1024
+#define LATENCY_BUCKETS 96
+#define LATENCY_UNIT_SHIFT 10     /* buckets count in units of 1024 ns */
+#define LATENCY_WINDOW_SHIFT 31   /* a bank counts one window of 2**31 ns */
+
+#define STAT_WORD(entry, off) ((uint64_t *)((entry) + (off)))
+#define STAT_SET(entry, off, v) __atomic_store_n(STAT_WORD(entry, off), (v), __ATOMIC_RELAXED)
+
+/* _layout.latency_bucket(): below 4 units one bucket each, then 4 per octave, capped. */
+static unsigned
+latency_bucket(uint64_t ns)
+{
+    uint64_t units = ns >> LATENCY_UNIT_SHIFT;
+    if (units < 4) return (unsigned)units;
+    unsigned octave = 63u - (unsigned)__builtin_clzll(units);
+    unsigned bucket = (octave - 1u) * 4u + (unsigned)((units >> (octave - 2u)) & 3u);
+    return bucket < LATENCY_BUCKETS ? bucket : LATENCY_BUCKETS - 1;
+}
+
+static uint64_t
+monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* The read path's bookkeeping in the reader's own entry (bounds checked by the caller): frames
+ * read and missed, last read time, hold start (zero-copy), last seq, and the capture-to-read
+ * latency in the current window's histogram bank. Returns the frames missed since last_seq. */
+static uint64_t
+count_read(char *entry, uint64_t seq, uint64_t last_seq, uint64_t timestamp_ns, int held)
+{
+    uint64_t now = monotonic_ns();
+    uint64_t missed = last_seq && seq > last_seq ? seq - last_seq - 1 : 0;
+    STAT_SET(entry, R_FRAMES_READ, *STAT_WORD(entry, R_FRAMES_READ) + 1);
+    STAT_SET(entry, R_FRAMES_MISSED, *STAT_WORD(entry, R_FRAMES_MISSED) + missed);
+    STAT_SET(entry, R_LAST_READ_NS, now);
+    if (held) STAT_SET(entry, R_HOLD_SINCE_NS, now);
+    STAT_SET(entry, R_LAST_SEQ, seq);
+    if (timestamp_ns && timestamp_ns <= now) {
+        uint64_t window = now >> LATENCY_WINDOW_SHIFT;
+        unsigned bank = (unsigned)(window & 1u);
+        uint32_t *hist = (uint32_t *)(entry + R_LATENCY_HIST) + bank * LATENCY_BUCKETS;
+        if (*STAT_WORD(entry, R_LATENCY_EPOCHS + 8 * bank) != window) {  /* a new window */
+            for (unsigned i = 0; i < LATENCY_BUCKETS; i++)
+                __atomic_store_n(&hist[i], 0, __ATOMIC_RELAXED);
+            STAT_SET(entry, R_LATENCY_EPOCHS + 8 * bank, window);
+        }
+        uint32_t *count = &hist[latency_bucket(now - timestamp_ns)];
+        __atomic_store_n(count, *count + 1, __ATOMIC_RELAXED);
+    }
+    return missed;
+}
+
+/*
  * Compound operations: the ring protocol's hot steps (_ring.py) as single calls, so the path
  * from "frame written" to "reader holds it" crosses the interpreter a few times rather than a
  * dozen (each crossing costs microseconds on the cold caches a reader wakes up to). Each is
@@ -288,69 +360,6 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     if (syscall(SYS_futex, (uint32_t *)wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     Py_RETURN_TRUE;
-}
-
-/* pin(hold, latest, states, slot_count, slots, stride, stats, last_seq)
- *     -> (word, timestamp_ns, wall_ns, meta_len, missed)
- * A zero-copy reader's hand-shake, then its frame's slot header, then its own statistics. word = LATEST (acquire);
- * hold = word (seq-cst); accept if its slot's state (seq-cst load) equals its seq, else retry
- * from LATEST. Once pinned, the slot header at slots + slot * stride (seq, timestamp, wall
- * clock, meta length: stable while held) is read. word is the pinned LATEST value; 0 if nothing
- * is published; -1 if LATEST names a slot >= slot_count; -2 if LATEST did not move between two
- * failed attempts (the writer never claims the LATEST slot); -3 if the slot header's seq is not
- * the pinned one. The last three mean a corrupt segment. If the frame is not `last_seq` (the
- * reader's previous frame), the reader's statistics at `stats` (frames read, frames missed,
- * last read ns, hold since ns: plain numbers only its owner writes) are updated, and `missed`
- * counts the frames published between the two. */
-static PyObject *
-cw_pin(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t previous = 0, word, last_seq;
-    int retried = 0;
-    if (check_nargs(nargs, 8, "pin") < 0) return NULL;
-    uint64_t *hold = word_at(self, args[0], 8, 1);
-    uint64_t *latest = hold ? word_at(self, args[1], 8, 0) : NULL;
-    if (!latest) return NULL;
-    Py_ssize_t states = PyLong_AsSsize_t(args[2]), slots = PyLong_AsSsize_t(args[3]);
-    Py_ssize_t base = PyLong_AsSsize_t(args[4]), stride = PyLong_AsSsize_t(args[5]);
-    uint64_t *stats = word_at(self, args[6], 8, 1);  /* four words: check the last one too */
-    if (!stats || !word_at_offset(self, PyLong_AsSsize_t(args[6]) + 24, 8, 1)) return NULL;
-    if (as_u64(args[7], &last_seq) < 0 || PyErr_Occurred()) return NULL;
-    for (;;) {
-        word = __atomic_load_n(latest, __ATOMIC_ACQUIRE);
-        if (word == 0)
-            return Py_BuildValue("(iiiii)", 0, 0, 0, 0, 0);
-        uint64_t slot = word & 0xFF, seq = word >> 8;
-        if ((Py_ssize_t)slot >= slots)
-            return Py_BuildValue("(iiiii)", -1, 0, 0, 0, 0);
-        uint64_t *state = word_at_offset(self, states + (Py_ssize_t)slot * 8, 8, 0);
-        if (!state) return NULL;
-        __atomic_store_n(hold, word, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(state, __ATOMIC_SEQ_CST) == seq)
-            break;
-        if (retried && word == previous)
-            return Py_BuildValue("(iiiii)", -2, 0, 0, 0, 0);
-        previous = word;
-        retried = 1;
-    }
-    uint64_t *header = word_at_offset(self, base + (Py_ssize_t)(word & 0xFF) * stride, 32, 0);
-    if (!header) return NULL;  /* (32-byte alignment holds: slots start on page boundaries) */
-    uint64_t seq = word >> 8, missed = 0;
-    if (header[0] != seq)
-        return Py_BuildValue("(iiiii)", -3, 0, 0, 0, 0);
-    if (seq != last_seq) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-        missed = last_seq && seq > last_seq ? seq - last_seq - 1 : 0;
-        __atomic_store_n(&stats[0], stats[0] + 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[1], stats[1] + missed, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[2], now_ns, __ATOMIC_RELAXED);
-        __atomic_store_n(&stats[3], now_ns, __ATOMIC_RELAXED);
-    }
-    return Py_BuildValue("(KKKKK)", (unsigned long long)word, (unsigned long long)header[1],
-                         (unsigned long long)header[2], (unsigned long long)header[3],
-                         (unsigned long long)missed);
 }
 
 /* sleep(wake, waiters, expected, timeout) -> bool: a reader's sleep. WAITERS += 1 (seq-cst),
@@ -398,8 +407,6 @@ static PyMethodDef cw_methods[] = {
      "Wake every waiter on the word; returns how many woke."},
     {"publish", (PyCFunction)(void (*)(void))cw_publish, METH_FASTCALL,
      "Commit a frame: fence, state and LATEST (release), bump WAKE, wake sleepers if any."},
-    {"pin", (PyCFunction)(void (*)(void))cw_pin, METH_FASTCALL,
-     "Pin the newest frame into a hold word; the word, 0 if none, -1/-2 if corrupt."},
     {"sleep", (PyCFunction)(void (*)(void))cw_sleep, METH_FASTCALL,
      "Count in WAITERS and futex-wait on WAKE while it equals expected; False on timeout."},
     {"release", (PyCFunction)cw_release, METH_NOARGS, "Drop the buffer so the mapping can close."},
@@ -418,20 +425,347 @@ static PyTypeObject ControlWordsType = {
     .tp_methods = cw_methods,
 };
 
-static struct PyModuleDef atomic_module = {
-    PyModuleDef_HEAD_INIT, "_atomic", "Atomic control words and futexes for framebus segments.", -1, NULL,
+/*
+ * ReadPort: one subscriber's whole read path as single calls (_ring.py's reader steps, in C).
+ * Built once per attachment with every offset it will use, all bounds- and alignment-checked
+ * there, so a call does no parsing beyond its two arguments. The orderings are those of the
+ * single-word operations above:
+ *   pin (zero-copy):  word = LATEST (acquire); hold = word (seq-cst); state (seq-cst) == seq, else
+ *                     retry from LATEST; then the slot header and meta, stable while held.
+ *   copy (seqlock):   word = LATEST (acquire); copy frame, header and meta; fence (seq-cst);
+ *                     state (acquire) == seq, else retry from LATEST.
+ *   wait:             seen = WAKE (seq-cst), then LATEST: a newer frame is taken at once;
+ *                     otherwise WAITERS += 1 (seq-cst), fence, FUTEX_WAIT on WAKE while it equals
+ *                     seen (GIL released), WAITERS -= 1, and LATEST once more. (As sleep(): the
+ *                     writer bumps WAKE before it reads WAITERS, so no wake-up is lost.)
+ *   unpin(word):      compare-and-swap hold from `word` to 0 (release on success, relaxed on
+ *                     failure): it clears a hold only if it still pins that very frame, so a
+ *                     release of an old frame racing with the pin of a newer one (another
+ *                     thread) cannot drop the newer frame's hold. Release orders every read of
+ *                     the frame before the writer can see the slot free.
+ * close() marks the port closed; a call that wakes up afterwards pins nothing (the flag is read
+ * with the GIL held, and close() runs under the GIL too, before the hold is cleared).
+ */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view;
+    int closed;
+    int copy;
+    uint64_t *hold, *latest, *wake, *waiters, *stalled;
+    char *states, *slots, *entry;
+    Py_ssize_t slot_count, stride, frame_offset, frame_nbytes, meta_capacity;
+} ReadPort;
+
+static void
+rp_dealloc(ReadPort *self)
+{
+    if (self->has_view)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An aligned `width`-byte region at offset inside the view, or NULL (ValueError set). */
+static char *
+rp_region(ReadPort *self, Py_ssize_t offset, Py_ssize_t width, Py_ssize_t align)
+{
+    if (offset < 0 || width < 0 || offset > self->view.len - width || offset % align != 0) {
+        PyErr_Format(PyExc_ValueError, "read port: region %zd+%zd is outside or misaligned in a %zd-byte mapping",
+                     offset, width, self->view.len);
+        return NULL;
+    }
+    return (char *)self->view.buf + offset;
+}
+
+/* ReadPort(buffer, hold, latest, wake, waiters, stalled, states, slot_count, slots, stride,
+ *          frame_offset, frame_nbytes, meta_capacity, entry, copy) */
+static int
+rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *buffer;
+    Py_ssize_t hold, latest, wake, waiters, stalled, states, slots, entry;
+    if (!PyArg_ParseTuple(args, "Onnnnnnnnnnnnnp", &buffer, &hold, &latest, &wake, &waiters, &stalled,
+                          &states, &self->slot_count, &slots, &self->stride, &self->frame_offset,
+                          &self->frame_nbytes, &self->meta_capacity, &entry, &self->copy))
+        return -1;
+    if (self->has_view) {
+        PyBuffer_Release(&self->view);
+        self->has_view = 0;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    self->has_view = 1;
+    self->closed = 0;
+    if (self->slot_count < 1 || self->slot_count > 256 || self->stride <= 0 || self->frame_nbytes < 0
+        || self->meta_capacity < 0 || self->frame_offset < 64 + self->meta_capacity
+        || self->frame_offset + self->frame_nbytes > self->stride) {
+        PyErr_SetString(PyExc_ValueError, "read port: inconsistent slot geometry");
+        return -1;
+    }
+    if (!(self->hold = (uint64_t *)rp_region(self, hold, 8, 8))
+        || !(self->latest = (uint64_t *)rp_region(self, latest, 8, 8))
+        || !(self->wake = (uint64_t *)rp_region(self, wake, 8, 8))
+        || !(self->waiters = (uint64_t *)rp_region(self, waiters, 8, 8))
+        || !(self->stalled = (uint64_t *)rp_region(self, stalled, 8, 8))
+        || !(self->states = rp_region(self, states, 8 * self->slot_count, 8))
+        || !(self->slots = rp_region(self, slots, self->stride * self->slot_count, 64))
+        || !(self->entry = rp_region(self, entry, READER_ENTRY, 8)))
+        return -1;
+    return 0;
+}
+
+/* (word, timestamp_ns, wall_ns, meta, missed, stalled), or an int error code (< 0) */
+static PyObject *
+rp_result(uint64_t word, const uint64_t *header, PyObject *meta, uint64_t missed, uint64_t stalled)
+{
+    if (!meta) return NULL;
+    return Py_BuildValue("(KKKNKO)", (unsigned long long)word, (unsigned long long)header[1],
+                         (unsigned long long)header[2], meta, (unsigned long long)missed,
+                         stalled ? Py_True : Py_False);
+}
+
+static PyObject *
+rp_meta(ReadPort *self, const char *slot, uint64_t len)
+{
+    if (!len) return PyBytes_FromStringAndSize(NULL, 0);
+    return PyBytes_FromStringAndSize(slot + 64, (Py_ssize_t)len);
+}
+
+/* Zero-copy: pin the newest frame into the hold (module comment above). */
+static PyObject *
+rp_pin(ReadPort *self, uint64_t last_seq)
+{
+    uint64_t previous = 0, word, seq, slot;
+    int retried = 0;
+    for (;;) {
+        word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE);
+        if (word == 0) Py_RETURN_NONE;
+        slot = word & 0xFF, seq = word >> 8;
+        if ((Py_ssize_t)slot >= self->slot_count) return PyLong_FromLong(-1);
+        __atomic_store_n(self->hold, word, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_SEQ_CST) == seq)
+            break;
+        if (retried && word == previous) return PyLong_FromLong(-2);
+        previous = word;
+        retried = 1;
+    }
+    const char *base = self->slots + (Py_ssize_t)slot * self->stride;
+    const uint64_t *header = (const uint64_t *)base;
+    if (header[0] != seq) return PyLong_FromLong(-3);
+    if (header[3] > (uint64_t)self->meta_capacity) return PyLong_FromLong(-4);
+    uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 1) : 0;
+    return rp_result(word, header, rp_meta(self, base, header[3]), missed,
+                     __atomic_load_n(self->stalled, __ATOMIC_ACQUIRE));
+}
+
+/* A copy reader's tries per read: a writer that overwrites the frame during every copy (big
+ * frames on few slots) gets -5 back instead of holding the reader for up to 0.2-0.8 s. */
+#define COPY_ATTEMPTS 4
+
+/* Copy mode: seqlock-copy the newest frame into `out` (module comment above). */
+static PyObject *
+rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out)
+{
+    uint64_t previous = 0, word, seq, slot, header[4];
+    int retried = 0;
+    PyObject *meta;
+    for (int attempt = 0;; attempt++) {
+        if (attempt == COPY_ATTEMPTS) return PyLong_FromLong(-5);  /* lapped every time: bounded */
+        word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE);
+        if (word == 0) Py_RETURN_NONE;
+        slot = word & 0xFF, seq = word >> 8;
+        if ((Py_ssize_t)slot >= self->slot_count) return PyLong_FromLong(-1);
+        const char *base = self->slots + (Py_ssize_t)slot * self->stride;
+        memcpy(out->buf, base + self->frame_offset, (size_t)self->frame_nbytes);
+        memcpy(header, base, sizeof header);
+        uint64_t len = header[3] < (uint64_t)self->meta_capacity ? header[3] : (uint64_t)self->meta_capacity;
+        meta = rp_meta(self, base, len);  /* bounded even when torn; checked once accepted */
+        if (!meta) return NULL;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the copies complete before the re-check */
+        if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_ACQUIRE) == seq)
+            break;
+        Py_DECREF(meta);
+        if (retried && word == previous) return PyLong_FromLong(-2);
+        previous = word;
+        retried = 1;
+    }
+    if (header[0] != seq || header[3] > (uint64_t)self->meta_capacity) {
+        Py_DECREF(meta);
+        return PyLong_FromLong(header[0] != seq ? -3 : -4);
+    }
+    uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 0) : 0;
+    return rp_result(word, header, meta, missed, __atomic_load_n(self->stalled, __ATOMIC_ACQUIRE));
+}
+
+static int
+rp_args(ReadPort *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *name,
+        uint64_t *last_seq, Py_buffer *out)
+{
+    if (check_nargs(nargs, want, name) < 0 || as_u64(args[0], last_seq) < 0) return -1;
+    if (!self->copy) return 0;
+    if (args[want - 1] == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s(): a copy port needs an output buffer", name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[want - 1], out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (out->len != self->frame_nbytes) {
+        PyErr_Format(PyExc_ValueError, "%s(): output buffer is %zd bytes, frames are %zd", name, out->len,
+                     self->frame_nbytes);
+        PyBuffer_Release(out);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+rp_take_now(ReadPort *self, uint64_t last_seq, Py_buffer *out)
+{
+    if (self->closed) Py_RETURN_NONE;
+    return self->copy ? rp_copy(self, last_seq, out) : rp_pin(self, last_seq);
+}
+
+/* take(last_seq, out) -> result | None | error code: the newest frame, even if it is last_seq
+ * again (then it is not counted as a read). None if nothing is published or the port is closed. */
+static PyObject *
+rp_take(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t last_seq;
+    Py_buffer out = {0};
+    if (rp_args(self, args, nargs, 2, "take", &last_seq, &out) < 0) return NULL;
+    PyObject *result = rp_take_now(self, last_seq, &out);
+    if (self->copy) PyBuffer_Release(&out);
+    return result;
+}
+
+/* wait(last_seq, timeout_s, out) -> result | None | error code: the newest frame if it is newer
+ * than last_seq; else one sleep of at most timeout_s until WAKE changes, then the same check.
+ * None if still nothing newer (timeout, a wake-up for another reason, or the port closed). */
+static PyObject *
+rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t last_seq;
+    struct timespec ts;
+    Py_buffer out = {0};
+    PyObject *result = NULL;
+    if (rp_args(self, args, nargs, 3, "wait", &last_seq, &out) < 0) return NULL;
+    if (as_timespec(args[1], &ts) < 0) goto done;
+    for (int slept = 0;; slept = 1) {
+        if (self->closed) {
+            result = Py_NewRef(Py_None);
+            break;
+        }
+        uint64_t seen = __atomic_load_n(self->wake, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(self->latest, __ATOMIC_ACQUIRE) >> 8 > last_seq) {
+            result = rp_take_now(self, last_seq, &out);
+            break;
+        }
+        if (slept || (ts.tv_sec == 0 && ts.tv_nsec == 0)) {
+            result = Py_NewRef(Py_None);
+            break;
+        }
+        __atomic_fetch_add(self->waiters, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        PyObject *woke = futex_wait_result((uint32_t *)self->wake, (uint32_t)seen, &ts);
+        __atomic_fetch_sub(self->waiters, 1, __ATOMIC_SEQ_CST);
+        if (!woke) break;  /* a signal handler raised */
+        Py_DECREF(woke);
+    }
+done:
+    if (self->copy) PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *
+rp_unpin(ReadPort *self, PyObject *arg)
+{
+    uint64_t word;
+    if (as_u64(arg, &word) < 0) return NULL;
+    int cleared = __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    return PyBool_FromLong(cleared);
+}
+
+static PyObject *
+rp_close(ReadPort *self, PyObject *Py_UNUSED(ignored))
+{
+    self->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef rp_methods[] = {
+    {"take", (PyCFunction)(void (*)(void))rp_take, METH_FASTCALL,
+     "The newest frame (pinned, or copied into out), counted unless it is last_seq again."},
+    {"wait", (PyCFunction)(void (*)(void))rp_wait, METH_FASTCALL,
+     "A frame newer than last_seq, sleeping at most once (GIL released) until one is published."},
+    {"unpin", (PyCFunction)rp_unpin, METH_O, "Clear the hold if it still pins this LATEST word."},
+    {"close", (PyCFunction)rp_close, METH_NOARGS, "Pin nothing from now on."},
+    {NULL, NULL, 0, NULL},
 };
+
+static PyTypeObject ReadPortType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "framebus._atomic.ReadPort",
+    .tp_doc = "One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls.",
+    .tp_basicsize = sizeof(ReadPort),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)rp_init,
+    .tp_dealloc = (destructor)rp_dealloc,
+    .tp_methods = rp_methods,
+};
+
+static PyObject *
+mod_latency_bucket(PyObject *module, PyObject *arg)
+{
+    uint64_t ns;
+    if (as_u64(arg, &ns) < 0) return NULL;
+    return PyLong_FromUnsignedLong(latency_bucket(ns));
+}
+
+static PyMethodDef module_methods[] = {
+    {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef atomic_module = {
+    PyModuleDef_HEAD_INIT, "_atomic", "Atomic control words and futexes for framebus segments.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+/* The layout constants compiled in here, for the test that pins them to _layout.py. */
+static PyObject *
+layout_constants(void)
+{
+    return Py_BuildValue(
+        "{sisisisisisisisisisisi}", "READER_FRAMES_READ", R_FRAMES_READ,
+        "READER_FRAMES_MISSED", R_FRAMES_MISSED, "READER_LAST_READ_NS", R_LAST_READ_NS,
+        "READER_HOLD_SINCE_NS", R_HOLD_SINCE_NS, "READER_LAST_SEQ", R_LAST_SEQ,
+        "READER_LATENCY_EPOCHS", R_LATENCY_EPOCHS, "READER_LATENCY_HIST", R_LATENCY_HIST,
+        "READER_ENTRY", READER_ENTRY, "LATENCY_BUCKETS", LATENCY_BUCKETS,
+        "LATENCY_UNIT_SHIFT", LATENCY_UNIT_SHIFT, "LATENCY_WINDOW_SHIFT", LATENCY_WINDOW_SHIFT);
+}
 
 PyMODINIT_FUNC
 PyInit__atomic(void)
 {
-    if (PyType_Ready(&ControlWordsType) < 0)
+    if (PyType_Ready(&ControlWordsType) < 0 || PyType_Ready(&ReadPortType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&atomic_module);
     if (!m) return NULL;
     Py_INCREF(&ControlWordsType);
     if (PyModule_AddObject(m, "ControlWords", (PyObject *)&ControlWordsType) < 0) {
         Py_DECREF(&ControlWordsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ReadPortType);
+    if (PyModule_AddObject(m, "ReadPort", (PyObject *)&ReadPortType) < 0) {
+        Py_DECREF(&ReadPortType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *layout = layout_constants();
+    if (!layout || PyModule_AddObject(m, "LAYOUT", layout) < 0) {
+        Py_XDECREF(layout);
         Py_DECREF(m);
         return NULL;
     }

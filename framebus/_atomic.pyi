@@ -16,17 +16,38 @@ class ControlWords:
     def publish(
         self, state: int, seq: int, latest: int, latest_word: int, wake: int, waiters: int, /
     ) -> bool: ...
-    def pin(
+    def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
+    def release(self) -> None: ...
+
+class ReadPort:
+    """One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls."""
+
+    def __init__(
         self,
+        buffer: Buffer,
         hold: int,
         latest: int,
+        wake: int,
+        waiters: int,
+        stalled: int,
         states: int,
         slot_count: int,
         slots: int,
         stride: int,
-        stats: int,
-        last_seq: int,
+        frame_offset: int,
+        frame_nbytes: int,
+        meta_capacity: int,
+        entry: int,
+        copy: bool,
         /,
-    ) -> tuple[int, int, int, int, int]: ...
-    def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
-    def release(self) -> None: ...
+    ) -> None: ...
+    def take(self, last_seq: int, out: object, /) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
+    def wait(
+        self, last_seq: int, timeout: float, out: object, /
+    ) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
+    def unpin(self, word: int, /) -> bool: ...
+    def close(self) -> None: ...
+
+LAYOUT: dict[str, int]
+
+def latency_bucket(ns: int, /) -> int: ...

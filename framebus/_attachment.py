@@ -3,65 +3,39 @@
 from __future__ import annotations
 
 import os
-import struct
-import time
+from typing import Any
+
+import numpy as np
 
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._layout import (
-    COPY_READERS,
+    GEN,
     HEADER_SIZE,
     HOLD,
     READER_LOCK_BASE,
-    READER_STATS,
-    READER_STATS_FIELDS,
-    STALLED,
-    WRITER_CLOSED,
-    WRITER_LIVE,
     WRITER_LOCK_BYTE,
-    WRITER_STATE,
     Layout,
     magic_word,
 )
-from ._ring import Ring
+from ._ring import PortResult, Read, Ring
 from ._segment import Segment
-
-MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
-MODE_VIEW = 1
-MODE_COPY = 2
-
-# Reader statistics fields (see _layout.READER_STATS)
-PID, FRAMES_READ, FRAMES_MISSED, LAST_READ_NS, HOLD_SINCE_NS, MODE, ATTACHED_WALL_NS = range(
-    READER_STATS_FIELDS
-)
-
-
-# Plain stores by the entry's owner: statistics, not control words.
-_ALL_STATS = struct.Struct(f"<{READER_STATS_FIELDS}Q")
-_READ_STATS = struct.Struct("<3Q")  # from FRAMES_READ: frames read, frames missed, last read (ns)
 
 
 class Attachment:
     """A validated, mapped segment plus the reader-table entry this subscriber owns."""
 
-    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool) -> None:
+    def __init__(self, segment: Segment, layout: Layout, entry: int, copy: bool, generation: int) -> None:
         self.segment = segment
         self.layout = layout
+        self.generation = generation  # the writer incarnation we attached to
         self.ring = Ring(segment, layout, writable_frames=False)
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
-        self._stats_at = layout.reader_offset(entry) + READER_STATS
-        self.read_stats = self._stats_at + 8 * FRAMES_READ  # frames read, missed, last read, hold since
-        self._read = 0
-        self._missed = 0
-        self.ring.words.store_sc(self.hold, 0)  # a dead previous owner's hold, if any
-        stats = [0] * READER_STATS_FIELDS
-        stats[PID], stats[MODE] = os.getpid(), MODE_COPY if copy else MODE_VIEW
-        stats[ATTACHED_WALL_NS] = time.time_ns()
-        _ALL_STATS.pack_into(segment.map, self._stats_at, *stats)
         self.copy = copy
-        if copy:
-            self.ring.words.fetch_add(COPY_READERS, 1)
+        self.ring.add_reader(entry, os.getpid(), copy)
+        self.port = self.ring.read_port(entry, copy)
+        self._out: np.ndarray[Any, Any] | None = None  # copy mode: the array the next frame lands in
 
     @classmethod
     def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
@@ -73,42 +47,60 @@ class Attachment:
         """
         segment = Segment.open(name)
         try:
-            _check_published(segment, strict)
+            generation = _check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
             if segment.size != layout.total_size:
                 raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
                                      f"{layout.total_size}")  # fmt: skip
+            if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
+                raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
         except BaseException:
             segment.close()
             raise
         segment.prefault()
-        return cls(segment, layout, entry, copy)
+        return cls(segment, layout, entry, copy, generation)
 
     def writer_alive(self) -> bool:
-        return (self.ring.words.load(WRITER_STATE) == WRITER_LIVE
-                and self.segment.is_locked(WRITER_LOCK_BYTE))  # fmt: skip
+        """The writer we attached to still writes: alive, not closed, and not replaced."""
+        return self.ring.writer_alive() and not self.replaced()
 
-    def closed_by_writer(self) -> bool:
-        return self.ring.words.load(WRITER_STATE) == WRITER_CLOSED
+    def replaced(self) -> bool:
+        """True once another writer has taken this segment over in place: nothing read from it
+        since belongs to the writer we attached to."""
+        return self.ring.generation() != self.generation
 
-    def stalled(self) -> bool:
-        return bool(self.ring.words.load(STALLED))
+    def take(self, last_seq: int) -> Read | None:
+        """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
+        unless it is `last_seq` again; None if nothing is published yet. One native call."""
+        out = self._copy_out()
+        result = self.port.take(last_seq, out)
+        return None if result is None else self._record(result, out)
 
-    def record_read(self, missed: int) -> None:
-        """Account one copied frame in this entry's statistics (readable by `framebus ls`);
-        zero-copy reads are counted by the pin itself."""
-        self._read += 1
-        self._missed += missed
-        _READ_STATS.pack_into(
-            self.segment.map, self.read_stats, self._read, self._missed, time.monotonic_ns()
-        )
+    def wait(self, last_seq: int, timeout: float) -> Read | None:
+        """A frame newer than `last_seq`, sleeping at most once, up to `timeout` s, for one; None
+        if there is none then (or the writer woke us for another reason). One native call."""
+        out = self._copy_out()
+        result = self.port.wait(last_seq, timeout, out)
+        return None if result is None else self._record(result, out)
+
+    def unpin(self, word: int) -> None:
+        """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
+        self.port.unpin(word)
+
+    def _copy_out(self) -> np.ndarray[Any, Any] | None:
+        if self.copy and self._out is None:
+            self._out = np.empty(self.layout.shape, self.layout.dtype)
+        return self._out
+
+    def _record(self, result: PortResult, out: np.ndarray[Any, Any] | None) -> Read:
+        self._out = None  # (a copy's array now belongs to its frame; an error drops it too)
+        return self.ring.read_result(result, out)
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
-        self.ring.unpin(self.hold)
-        if self.copy:
-            self.ring.words.fetch_add(COPY_READERS, MINUS_ONE)
+        self.port.close()  # a wait() in flight in another thread pins nothing now
+        self.ring.remove_reader(self.entry, self.copy)
         self.segment.close()  # closing the lock fd drops the entry lock
 
 
@@ -120,14 +112,15 @@ class NotReady(Exception):
         self.writer_alive = writer_alive
 
 
-def _check_published(segment: Segment, strict: bool) -> None:
-    """Return once the writer has published the header; NotReady (or, if `strict`, the error
-    that a lasting unpublished state means) before."""
+def _check_published(segment: Segment, strict: bool) -> int:
+    """The writer generation, once the writer has published the header; NotReady (or, if
+    `strict`, the error that a lasting unpublished state means) before."""
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
+            words.fence()  # (when re-checking: the header bytes were read before this)
             if words.load(0) == magic_word():  # acquire: the header written before it is visible
-                return
+                return words.load(GEN)
         finally:
             words.release()
     writer_alive = segment.is_locked(WRITER_LOCK_BYTE)
@@ -136,6 +129,7 @@ def _check_published(segment: Segment, strict: bool) -> None:
     if writer_alive:
         raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
     Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
+    raise StreamNotFound(f"stream {segment.name!r} is still being created")  # (published just now)
 
 
 def _claim_entry(segment: Segment, layout: Layout, copy: bool) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 MAX_NAME_LENGTH = 64  # characters; the header stores the name in a 64-byte field
 SHM_PREFIX = "framebus."  # every segment is /dev/shm/framebus.<name>
 SHM_DIR = "/dev/shm"
 
-NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$"  # also the config's JSON Schema
+# Also the config's JSON Schema pattern; Python code must use fullmatch (or "$" accepts "x\n").
+NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$"
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -18,7 +20,7 @@ def validate_name(name: object) -> str:
         raise TypeError(f"stream name must be a str, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise ValueError(f"stream name {name!r} must be 1 to {MAX_NAME_LENGTH} characters long")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # (match() would let "$" accept a trailing newline)
         raise ValueError(
             f"stream name {name!r} may contain only letters, digits, '_', '-' and '.', "
             "and must start with a letter or digit"
@@ -34,3 +36,20 @@ def shm_name(name: str) -> str:
 def shm_path(name: str) -> str:
     """The file under /dev/shm that backs stream `name`."""
     return f"{SHM_DIR}/{SHM_PREFIX}{name}"
+
+
+def not_found_message(name: str) -> str:
+    """Why `name` was not found, with the streams that do exist, for StreamNotFound."""
+    try:
+        existing = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
+    except OSError:
+        existing = []
+    if not existing:
+        return f"no stream named {name!r} on this box, nor any other (is the daemon running? `framebus ls`)"
+    shown = ", ".join(existing[:_SHOWN]) + (
+        f" and {len(existing) - _SHOWN} more" if len(existing) > _SHOWN else ""
+    )
+    return f"no stream named {name!r} on this box; it has: {shown} (`framebus ls` lists them)"
+
+
+_SHOWN = 12  # stream names listed in a not-found message

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import struct
 import threading
 import time
 import weakref
@@ -16,37 +15,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import FramebusError
-from ._layout import (
-    DEFAULT_META_CAPACITY,
-    STALLED,
-    STATS,
-    STATS_FIELDS,
-    WRITER_CLOSED,
-    WRITER_LIVE,
-    WRITER_STATE,
-    Layout,
-    magic_word,
-)
+from ._errors import FramebusError, SegmentCorrupt
+from ._layout import DEFAULT_META_CAPACITY, DEFAULT_SLOTS, Layout, WriterStats
 from ._names import validate_name
 from ._ring import Ring
 from ._segment import Segment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SLOTS = 6  # serves 4 zero-copy holders at once (slots - 2)
 _EWMA_WEIGHT = 1 / 16  # smoothing of the measured frame interval
-# Writer statistics (see _layout.STATS): published, last publish (monotonic ns, wall ns), EWMA
-# interval (ns). Plain stores: statistics, not control words; a torn read misreports a number.
-_STATS = struct.Struct(f"<{STATS_FIELDS}Q")
 
 
 class Publisher:
     """Create stream `name` in shared memory and publish frames of one shape and dtype.
 
-    Exactly one live Publisher per name on a box (WriterBusy otherwise); a dead writer's
-    segment is reclaimed. The writer never waits for a reader. Publish from one thread;
-    `set_stalled()` and `close()` may come from another (close waits for a publish in flight).
+    Exactly one live Publisher per name on a box (WriterBusy otherwise). A dead (or departed)
+    writer's segment is taken over in place when its slots fit this stream's (no new memory:
+    readers still mapping it cost nothing), and replaced otherwise. The writer never waits for
+    a reader. Publish from one thread; `set_stalled()` and `close()` may come from another
+    (close waits for a publish in flight).
     """
 
     def __init__(
@@ -60,13 +47,12 @@ class Publisher:
         group: str | int | None = None,
         fps: float = 0.0,
     ) -> None:
-        self.layout = Layout.for_stream(validate_name(name), tuple(shape), dtype, slots, meta_capacity, fps)
-        segment = Segment.create(name, self.layout.total_size, group)
+        self.layout = Layout.for_stream(validate_name(name), shape, dtype, slots, meta_capacity, fps)
+        size = self.layout.total_size
+        segment = Segment.take_over(name, size, group, self._fits) or Segment.create(name, size, group)
         try:
-            self.layout.write_description(memoryview(segment.map), os.getpid(), time.time_ns())
-            self._ring = Ring(segment, self.layout, writable_frames=True)
-            self._ring.words.store(WRITER_STATE, WRITER_LIVE)
-            self._ring.words.store(0, magic_word())  # last: readers accept the header from here on
+            self._ring: Ring | None = Ring(segment, self.layout, writable_frames=True)
+            self._ring.open_stream(os.getpid(), time.time_ns())
         except BaseException:
             segment.unlink()
             segment.close()
@@ -77,7 +63,7 @@ class Publisher:
         self._closed = False
         self._writing = threading.Lock()  # held while a frame is written: close() waits for it
         self._loan_open = False
-        self._finalizer = weakref.finalize(self, _remove, self._ring)
+        self._finalizer = weakref.finalize(self, _remove, self._ring, True)
         logger.debug("stream %r created: %s %s x%d slots", name, self.layout.shape, self.layout.dtype, slots)
 
     @property
@@ -102,16 +88,19 @@ class Publisher:
         array: np.ndarray[Any, Any],
         meta: Mapping[str, Any] | None = None,
         timestamp_ns: int | None = None,
+        *,
+        wall_time_ns: int | None = None,
     ) -> int:
         """Copy `array` into the next free slot and publish it; returns its seq.
 
-        `timestamp_ns` is the capture time on CLOCK_MONOTONIC (default: now). A wrong type,
-        shape or dtype, or metadata that is not JSON or too large, raises before anything in
-        the stream changes.
+        `timestamp_ns` is the capture time on CLOCK_MONOTONIC (default: now); `wall_time_ns`
+        the same on the wall clock (default: now), given by a republisher such as the bridge
+        whose frames were captured elsewhere. A wrong type, shape or dtype, or metadata that is
+        not JSON or too large, raises before anything in the stream changes.
         """
         self._check_array(array)
-        with self._slot(meta, timestamp_ns) as slot:
-            self._ring.frames[slot] = array  # shape and dtype checked: a plain copy
+        with self._slot(meta, timestamp_ns, wall_time_ns) as (ring, slot):
+            ring.frames[slot] = array  # shape and dtype checked: a plain copy
         return self._seq
 
     @contextmanager
@@ -120,8 +109,8 @@ class Publisher:
     ) -> Iterator[np.ndarray[Any, Any]]:
         """Lend a writable array inside the next slot: published when the block exits cleanly,
         discarded if it raises. The array turns read-only after the block."""
-        with self._slot(meta, timestamp_ns) as slot:
-            buf = self._ring.frames[slot]
+        with self._slot(meta, timestamp_ns) as (ring, slot):
+            buf = ring.frames[slot]
             self._loan_open = True
             try:
                 yield buf
@@ -133,17 +122,25 @@ class Publisher:
         """Mark the source stalled (or recovered): readers see the last frame as stale.
 
         Safe from any thread (one atomic store and a wake-up)."""
-        self._check_open()
-        self._ring.words.store(STALLED, int(stalled))
-        self._ring.wake()  # sleeping readers re-check and can report the change
+        if not isinstance(stalled, bool):
+            raise TypeError(f"stream {self.name!r}: set_stalled() takes a bool, got {stalled!r}")
+        self._open_ring().set_stalled(stalled)
 
-    def close(self) -> None:
-        """Remove the stream: readers learn at once that the writer is gone."""
+    def close(self, *, remove: bool = True) -> None:
+        """Stop writing: readers learn at once that the writer is gone. The fd and (once no
+        loaned array needs it) the mapping are freed now.
+
+        With remove=False the segment stays in /dev/shm, writer-less, as after a crash: a next
+        Publisher of the same name whose slots fit takes it over in place, needing no new memory
+        (the daemon restarts a changed stream this way)."""
         self._check_no_loan()
         with self._writing:
             if not self._closed:
                 self._closed = True
-                self._finalizer()
+                self._finalizer.detach()
+                if self._ring is not None:
+                    _remove(self._ring, remove)
+                self._ring = None  # our reference to the mapping: gone with the last loaned array
 
     def __enter__(self) -> Publisher:
         return self
@@ -156,47 +153,64 @@ class Publisher:
         return f"Publisher({self.name!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
     @contextmanager
-    def _slot(self, meta: Mapping[str, Any] | None, timestamp_ns: int | None) -> Iterator[int]:
+    def _slot(
+        self, meta: Mapping[str, Any] | None, timestamp_ns: int | None, wall_time_ns: int | None = None
+    ) -> Iterator[tuple[Ring, int]]:
         """Claim a slot under the write lock; commit it if the block succeeds, abandon it if not.
         Every argument is checked first, so a bad call leaves the stream untouched."""
         meta_bytes = self._encode_meta(meta)
         self._check_timestamp(timestamp_ns)
+        self._check_timestamp(wall_time_ns, "wall_time_ns", "the wall clock (CLOCK_REALTIME)")
         self._check_no_loan()
         with self._writing:
-            self._check_open()
-            slot = self._ring.claim()
+            ring = self._open_ring()
+            slot = ring.claim()
             try:
-                yield slot
+                yield ring, slot
             except BaseException:
-                self._ring.abandon(slot)
+                ring.abandon(slot)
                 raise
             now, wall = time.monotonic_ns(), time.time_ns()
             seq = self._seq + 1
-            self._ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, wall, meta_bytes)
+            captured_wall = wall if wall_time_ns is None else wall_time_ns
+            ring.commit(slot, seq, now if timestamp_ns is None else timestamp_ns, captured_wall, meta_bytes)
             self._seq = seq
-            self._update_stats(now, wall)  # after the wake-up: readers need not wait for it
+            self._update_stats(ring, now, wall)  # after the wake-up: readers need not wait for it
 
-    def _update_stats(self, now: int, wall: int) -> None:
+    def _fits(self, segment: Segment) -> bool:
+        """True if a dead writer's `segment` has our slots: then we take it over in place."""
+        try:
+            old = Layout.read_description(memoryview(segment.map), segment.size, self.name)
+        except SegmentCorrupt:
+            return False  # (it died before publishing its header: replace it)
+        return old.same_slots(self.layout)
+
+    def _update_stats(self, ring: Ring, now: int, wall: int) -> None:
         if self._last_publish_ns:
             interval = max(0, now - self._last_publish_ns)
             ewma = self._interval_ewma
             self._interval_ewma = interval if ewma == 0 else int(ewma + (interval - ewma) * _EWMA_WEIGHT)
         self._last_publish_ns = now
-        _STATS.pack_into(self._ring.segment.map, STATS, self._seq, now, wall, self._interval_ewma)
+        ring.publish_stats(WriterStats(self._seq, now, wall, self._interval_ewma))
 
-    def _check_open(self) -> None:
-        if self._closed:
+    def _open_ring(self) -> Ring:
+        if self._ring is None:
             raise FramebusError(f"stream {self.name!r}: the publisher is closed")
+        return self._ring
 
     def _check_no_loan(self) -> None:
         if self._loan_open:  # the same thread, inside its own loan block
             raise FramebusError(f"stream {self.name!r}: a loan is open; publish or close after its block")
 
-    def _check_timestamp(self, timestamp_ns: object) -> None:
-        if timestamp_ns is not None and not (isinstance(timestamp_ns, int) and 0 <= timestamp_ns < 1 << 63):
-            raise ValueError(
-                f"stream {self.name!r}: timestamp_ns must be CLOCK_MONOTONIC ns, got {timestamp_ns!r}"
-            )
+    def _check_timestamp(
+        self, timestamp_ns: object, field: str = "timestamp_ns", clock: str = "CLOCK_MONOTONIC"
+    ) -> None:
+        if timestamp_ns is not None and not (
+            isinstance(timestamp_ns, int)
+            and not isinstance(timestamp_ns, bool)
+            and 0 <= timestamp_ns < 1 << 63
+        ):
+            raise ValueError(f"stream {self.name!r}: {field} must be {clock} ns, got {timestamp_ns!r}")
 
     def _check_array(self, array: object) -> None:
         if not isinstance(array, np.ndarray):
@@ -210,8 +224,15 @@ class Publisher:
             )
 
     def _encode_meta(self, meta: Mapping[str, Any] | None) -> bytes:
+        # Readers decode a JSON object: anything else would poison every frame.meta downstream.
+        if meta is None:
+            return b""
+        if not isinstance(meta, Mapping):
+            raise TypeError(f"stream {self.name!r}: meta must be a dict, got {type(meta).__name__}")
         if not meta:
             return b""
+        if not all(isinstance(key, str) for key in meta):
+            raise TypeError(f"stream {self.name!r}: meta keys must be strings (JSON would convert them)")
         try:
             encoded = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
@@ -224,9 +245,9 @@ class Publisher:
         return encoded
 
 
-def _remove(ring: Ring) -> None:
+def _remove(ring: Ring, unlink: bool) -> None:
     """Mark the stream closed, wake readers, unlink and let go (also run at exit if unclosed)."""
-    ring.words.store(WRITER_STATE, WRITER_CLOSED)
-    ring.wake()
-    ring.segment.unlink()
+    ring.close_stream()
+    if unlink:
+        ring.segment.unlink()
     ring.segment.close()

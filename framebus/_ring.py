@@ -27,41 +27,82 @@ Why the writer never waits: holders are capped at slot_count - 2 (the holder ent
 the reader table), each pins at most one slot, and LATEST is one more, so at least one slot
 of the slot_count - 1 non-LATEST slots is always free.
 
+Releasing a hold clears it only if it still names the frame being released (compare-and-swap),
+so a release of an old frame from another thread never drops a newer frame's hold.
+
 Portability: every control-word access is an _atomic call (C11 atomics), so the argument
 holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
-steps (writer steps 3-4, the reader's pin, the sleep) are single compound calls of _atomic
-doing exactly the sequences above, so a frame crosses the interpreter fewer times.
+steps are single compound calls of _atomic doing exactly the sequences above: the writer's
+steps 3-4 (publish), and a reader's whole read (_atomic.ReadPort: the sleep on WAKE, the pin or
+the seqlock copy, the slot header and the reader's statistics), so a frame crosses the
+interpreter once on each side.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._atomic import ControlWords
+from ._atomic import ControlWords, ReadPort
 from ._errors import SegmentCorrupt
 from ._layout import (
     COPY_READERS,
+    GEN,
     HOLD,
     LATEST,
+    MODE_COPY,
+    MODE_VIEW,
     READER_LOCK_BASE,
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
     SLOT_STATES,
     SLOT_WRITING,
+    STALLED,
     WAITERS,
     WAKE,
+    WRITER_CLOSED,
+    WRITER_LIVE,
+    WRITER_LOCK_BYTE,
+    WRITER_STATE,
     Layout,
+    ReaderStats,
+    WriterStats,
+    magic_word,
 )
 from ._segment import Segment
 
 SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
-U32 = 0xFFFFFFFF
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
+MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
+LAPPED = -5  # ReadPort's code: the writer overwrote the frame during each of its copy attempts
+
+
+class Lapped(Exception):
+    """The writer overwrote the frame during each of a copy read's bounded attempts (big frames on
+    few slots; _atomic.c's COPY_ATTEMPTS): the read gives up rather than spin for 0.2-0.8 s."""
+
+
+class Read(NamedTuple):
+    """One frame as a read path took it (both paths return this record)."""
+
+    word: int  # the LATEST word it was read under
+    seq: int
+    array: np.ndarray[Any, Any]  # a read-only view into the slot (held) or an owned copy
+    timestamp_ns: int
+    wall_ns: int
+    meta: bytes
+    missed: int  # frames published between the reader's previous frame and this one
+    held: bool  # True if the reader's hold pins the slot until released
+    stalled: bool  # the source was stalled when it was read
+
+
+# A ReadPort call's result: (LATEST word, timestamp ns, wall ns, meta, missed, stalled) or an
+# error code (< 0: the segment is corrupt).
+PortResult = tuple[int, int, int, bytes, int, bool] | int
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -92,10 +133,70 @@ class Ring:
             strides=(layout.slot_stride, *_c_strides(layout)),
         )
         self.frames.flags.writeable = writable_frames
+        # Readers hand out these per-slot views, built once.
+        self.views: list[np.ndarray[Any, Any]] = list(self.frames)
         self._next = 0  # writer: where the round-robin search for a free slot starts
         self._latest = 0  # writer: the slot LATEST names (the writer alone changes it)
         self._previous = 0  # writer: the slot that was LATEST before it
         self._last_reap = 0
+
+    # -- the stream's state words, as the writer sets them and everyone reads them ---------------
+
+    def open_stream(self, writer_pid: int, created_wall_ns: int) -> None:
+        """Writer: make the (new or taken-over) segment ours, a fresh ring under a new generation.
+
+        Order matters for readers of a taken-over segment: the header is unpublished first (new
+        attachers wait), the generation changes before any other word or byte does (old readers
+        discard whatever they read from then on), live holds are kept (a held frame never
+        changes), and the magic is published last."""
+        words = self.words
+        words.store(0, 0)
+        words.fetch_add(GEN, 1)
+        words.fence()  # the new generation is visible before any store below
+        words.store(WRITER_STATE, WRITER_CLOSED)
+        words.store(LATEST, 0)
+        words.store(STALLED, 0)
+        for slot in range(self.layout.slot_count):
+            self.abandon(slot)
+        self.publish_stats(WriterStats(0, 0, 0, 0))
+        self.layout.write_description(memoryview(self.segment.map), writer_pid, created_wall_ns)
+        words.store(WRITER_STATE, WRITER_LIVE)
+        self.wake()  # readers of a previous writer notice the change now
+        words.store(0, magic_word())  # release: readers accept the header from here on
+
+    def generation(self) -> int:
+        """The writer incarnation (GEN): changes when a new writer takes the segment over."""
+        return self.words.load(GEN)
+
+    def close_stream(self) -> None:
+        """Writer: mark the stream closed and wake every reader so it notices."""
+        self.words.store(WRITER_STATE, WRITER_CLOSED)
+        self.wake()
+
+    def set_stalled(self, stalled: bool) -> None:
+        self.words.store(STALLED, int(stalled))
+        self.wake()  # sleeping readers re-check and can report the change
+
+    def stalled(self) -> bool:
+        return bool(self.words.load(STALLED))
+
+    def writer_alive(self) -> bool:
+        """The one liveness rule: the writer has not closed the stream and still holds its lock
+        (the kernel drops the lock when the writer dies, however it dies)."""
+        return self.words.load(WRITER_STATE) == WRITER_LIVE and self.segment.is_locked(WRITER_LOCK_BYTE)
+
+    def closed_by_writer(self) -> bool:
+        return self.words.load(WRITER_STATE) == WRITER_CLOSED
+
+    def holding(self, entry: int) -> bool:
+        """True if reader entry `entry` pins a frame now."""
+        return entry < self.layout.holder_count and bool(self.words.load(self._holds[entry]))
+
+    def writer_stats(self) -> WriterStats:
+        return WriterStats.unpack(self.segment.map)
+
+    def reader_stats(self, entry: int, now_ns: int) -> ReaderStats:
+        return ReaderStats.unpack(self.segment.map, entry, now_ns)
 
     # -- writer ---------------------------------------------------------------------------------
 
@@ -148,6 +249,9 @@ class Ring:
         # Steps 3-4 in one call: fence, state = seq, LATEST, WAKE += 1, wake sleepers if any.
         self.words.publish(self._states[slot], seq, LATEST, pack_latest(seq, slot), WAKE, WAITERS)
 
+    def publish_stats(self, stats: WriterStats) -> None:
+        stats.pack_into(self.segment.map)
+
     def abandon(self, slot: int) -> None:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
         self.words.store(self._states[slot], SLOT_EMPTY)
@@ -182,83 +286,66 @@ class Ring:
 
     # -- readers --------------------------------------------------------------------------------
 
+    def add_reader(self, entry: int, pid: int, copy: bool) -> None:
+        """Take over reader entry `entry` (its lock is ours): clear a dead owner's hold, reset the
+        statistics, count a copy reader."""
+        self.words.store_sc(self._entry_hold(entry), 0)
+        newest = unpack_latest(self.latest_word())[0]  # "behind" counts from here
+        ReaderStats.fresh(pid, MODE_COPY if copy else MODE_VIEW, time.time_ns(), newest).pack_into(
+            self.segment.map, entry
+        )
+        if copy:
+            self.words.fetch_add(COPY_READERS, 1)
+
+    def remove_reader(self, entry: int, copy: bool) -> None:
+        """Give up reader entry `entry`: release its hold and its copy-reader count."""
+        self.unpin(entry)
+        if copy:
+            self.words.fetch_add(COPY_READERS, MINUS_ONE)
+
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def pin_latest(self, hold: int, stats: int, last_seq: int) -> tuple[int, int, int, bytes, int]:
-        """Pin the newest frame into hold word `hold`: (its LATEST word, timestamp ns, wall ns,
-        meta, frames missed since `last_seq`); word 0 if nothing is published yet. A new frame
-        is counted in the reader statistics at `stats` (frames read, missed, last read, hold since)."""
+    def read_port(self, entry: int, copy: bool) -> ReadPort:
+        """Reader entry `entry`'s read path as single native calls: pin (zero-copy) or seqlock
+        copy, each with its slot header and the entry's statistics, and the wait before them."""
         layout = self.layout
-        word, timestamp_ns, wall_ns, meta_len, missed = self.words.pin(
-            hold, LATEST, SLOT_STATES, layout.slot_count, self._slots[0], layout.slot_stride, stats, last_seq
-        )
-        if word < 0:
-            self._checked(self.words.load(LATEST))  # names the slot if that is what is wrong
-            raise SegmentCorrupt(f"stream {layout.name!r}: the latest frame's slot is inconsistent ({word})")
-        if not meta_len:
-            return word, timestamp_ns, wall_ns, b"", missed
-        slot = word & SLOT_MASK
-        self._checked_header(slot, (0, 0, 0, meta_len))
-        start = self._slots[slot] + SLOT_META
-        return word, timestamp_ns, wall_ns, self.segment.map[start : start + meta_len], missed
+        at = layout.reader_offset(entry)
+        return ReadPort(
+            self.segment.map, at + HOLD, LATEST, WAKE, WAITERS, STALLED, SLOT_STATES, layout.slot_count,
+            self._slots[0], layout.slot_stride, layout.frame_offset, layout.frame_nbytes,
+            layout.meta_capacity, at, copy,
+        )  # fmt: skip
 
-    def unpin(self, hold: int) -> None:
-        self.words.store(hold, 0)  # release: our reads of the frame happen before the writer may reuse it
+    def read_result(self, result: PortResult, copy_out: np.ndarray[Any, Any] | None) -> Read:
+        """The record of a ReadPort result; SegmentCorrupt naming the problem for an error code."""
+        if isinstance(result, int):
+            if result == LAPPED:
+                raise Lapped(self.layout.name)
+            raise self._corrupt(result)
+        word, timestamp_ns, wall_ns, meta, missed, stalled = result
+        held = copy_out is None
+        array = self.views[word & SLOT_MASK] if copy_out is None else copy_out
+        return Read(word, word >> SLOT_BITS, array, timestamp_ns, wall_ns, meta, missed, held, stalled)
 
-    def copy_latest(self, out: np.ndarray[Any, Any]) -> tuple[int, tuple[int, int, int, int], bytes]:
-        """Copy the newest frame into `out`: (LATEST word, slot header, meta); word 0 if none yet."""
-        words, previous = self.words, -1
-        while True:
-            word = words.load(LATEST)
-            if word == 0:
-                return 0, (0, 0, 0, 0), b""
-            seq, slot = self._checked(word)
-            np.copyto(out, self.frames[slot])
-            header, meta = self._slot_header(slot)
-            words.fence()  # the copies complete before the re-check
-            if words.load(self._states[slot]) == seq:
-                return word, self._checked_header(slot, header), meta
-            self._check_progress(word, previous)
-            previous = word
+    def unpin(self, entry: int) -> None:
+        # release: our reads of the frame happen before the writer may reuse it
+        self.words.store(self._entry_hold(entry), 0)
 
-    def _slot_header(self, slot: int) -> tuple[tuple[int, int, int, int], bytes]:
-        start = self._slots[slot]
-        header: tuple[int, int, int, int] = SLOT_HEADER.unpack_from(self.segment.map, start)
-        if not header[3]:
-            return header, b""
-        meta_len = min(header[3], self.layout.meta_capacity)  # bounded even when torn; checked later
-        return header, self.segment.map[start + SLOT_META : start + SLOT_META + meta_len]
-
-    def _checked_header(self, slot: int, header: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """The header of a frame known to be complete: now a bad meta length is corruption."""
-        if header[3] > self.layout.meta_capacity:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: slot {slot} claims {header[3]} bytes of meta")
-        return header
-
-    def _checked(self, word: int) -> tuple[int, int]:
+    def _corrupt(self, code: int) -> SegmentCorrupt:
+        name, word = self.layout.name, self.words.load(LATEST)
         seq, slot = unpack_latest(word)
-        if slot >= self.layout.slot_count:
-            raise SegmentCorrupt(f"stream {self.layout.name!r}: latest frame points at slot {slot}")
-        return seq, slot
+        if code == -1:
+            return SegmentCorrupt(f"stream {name!r}: latest frame points at slot {slot}")
+        if code == -4:
+            meta_len = SLOT_HEADER.unpack_from(self.segment.map, self._slots[slot])[3]
+            return SegmentCorrupt(f"stream {name!r}: slot {slot} claims {meta_len} bytes of meta")
+        return SegmentCorrupt(
+            f"stream {name!r}: the latest slot's state or header disagrees with its sequence {seq} ({code})"
+        )
 
-    def _check_progress(self, word: int, previous: int) -> None:
-        """A retry is only legitimate if LATEST moved; the writer never touches the LATEST slot."""
-        if word == previous:
-            raise SegmentCorrupt(
-                f"stream {self.layout.name!r}: the latest slot's state disagrees with its sequence"
-            )
-
-    # -- sleeping -------------------------------------------------------------------------------
-
-    def wake_word(self) -> int:
-        return self.words.load_sc(WAKE)
-
-    def sleep(self, seen: int, timeout: float) -> None:
-        """Sleep until WAKE differs from `seen` (or `timeout` seconds); no lost wake-ups:
-        WAITERS is raised before the kernel compares WAKE, and the writer bumps WAKE before
-        reading WAITERS (seq-cst on both sides)."""
-        self.words.sleep(WAKE, WAITERS, seen & U32, timeout)
+    def _entry_hold(self, entry: int) -> int:
+        return self.layout.reader_offset(entry) + HOLD
 
 
 def _c_strides(layout: Layout) -> tuple[int, ...]:

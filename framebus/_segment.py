@@ -11,7 +11,11 @@ can drop its inherited copy of `fd` without touching the parent's locks.
 
 The mapping itself is never unmapped explicitly: numpy arrays on it hold no buffer export, so an
 explicit munmap could leave a caller's frame pointing at nothing. It goes when its last
-reference (segment, ring or frame) does.
+reference (segment, ring or frame) does; so the owners of a dead ring drop theirs at once.
+
+Ownership: a writer uses (creates, reclaims, takes over) only segments of its own uid; a reader
+reads only segments of its own uid, or group-shared (0660) ones whose group it is in. Anything
+else is SegmentForeign: another local user cannot feed us frames by squatting a stream's name.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ import mmap
 import os
 import stat
 import struct
+import threading
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import posix_ipc
 
 from ._errors import SegmentForeign, SharedMemoryFull, StreamNotFound, WriterBusy
 from ._layout import WRITER_LOCK_BYTE
-from ._names import SHM_DIR, shm_name, shm_path
+from ._names import SHM_DIR, not_found_message, shm_name, shm_path
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +48,11 @@ _FLOCK = struct.Struct("hhqqi4x")
 _MODE_PRIVATE = 0o600
 _MODE_GROUP = 0o660
 _CREATE_ATTEMPTS = 5
+_MAX_GID = (1 << 32) - 2  # gid_t is 32 bits and (gid_t)-1 means "unchanged"
+# A removed ring's pages are freed when its readers let go of their mappings (they do within a
+# liveness interval, ~0.2 s, while they read). A writer short of space waits this long for them.
+RELEASE_GRACE_S = 3.0
+_RETRY_S = 0.02
 MADV_POPULATE_READ = 22  # Linux >= 5.14; older kernels refuse it and pages fault in on first use
 
 # Lock fds of every open segment, so a forked child can close its inherited copies.
@@ -71,18 +83,26 @@ class Segment:
         WriterBusy if a live writer owns the name, SegmentForeign if another user does,
         SharedMemoryFull if /dev/shm cannot hold `size` bytes.
         """
-        mode = _MODE_GROUP if group is not None else _MODE_PRIVATE
+        gid = resolve_group(name, group)
+        mode = _MODE_GROUP if gid is not None else _MODE_PRIVATE
         for _ in range(_CREATE_ATTEMPTS):
             try:
                 fd = posix_ipc.SharedMemory(shm_name(name), posix_ipc.O_CREX, mode=mode).fd
             except posix_ipc.ExistentialError:
                 _reclaim_stale(name)
                 continue
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise SharedMemoryFull(
+                    f"stream {name!r}: {SHM_DIR} has no free inodes left (too many files in it); "
+                    "remove stale files or mount it with a larger nr_inodes="
+                ) from exc
             if not try_lock(fd, WRITER_LOCK_BYTE):
                 os.close(fd)  # a racing writer is reclaiming it as stale; start over
                 continue
             try:
-                _set_access(fd, mode, group)
+                _set_access(fd, mode, gid)
                 _reserve(fd, name, size)
                 if os.stat(shm_path(name)).st_ino != os.fstat(fd).st_ino:
                     raise FileNotFoundError  # unlinked by a racing reclaim before we locked it
@@ -97,16 +117,47 @@ class Segment:
         raise WriterBusy(f"stream {name!r}: another writer keeps creating it at the same time")
 
     @classmethod
-    def open(cls, name: str, *, readonly: bool = False) -> Segment:
+    def take_over(
+        cls, name: str, size: int, group: str | int | None, fits: Callable[[Segment], bool]
+    ) -> Segment | None:
+        """Become the writer of a dead writer's segment in place, with its writer lock held.
+
+        Only our own segment of exactly `size` bytes whose header `fits` qualifies: it needs no
+        new memory, so a restart never fails for space its old readers still map. None if there
+        is no such segment (the caller creates one); WriterBusy if a live writer owns the name.
+        """
+        gid = resolve_group(name, group)
+        try:
+            old = cls.open(name)
+        except StreamNotFound:
+            return None
+        try:
+            _check_writer_owns(old)
+            if old.size == size:
+                if not old.try_lock(WRITER_LOCK_BYTE):
+                    raise WriterBusy(f"stream {name!r} already has a live writer")
+                if old.still_named() and fits(old):
+                    _set_access(old.fd, _MODE_GROUP if gid is not None else _MODE_PRIVATE, gid)
+                    logger.info("stream %r: taking over the segment of a writer that died or left", name)
+                    return old
+        except BaseException:
+            old.close()
+            raise
+        old.close()  # (drops the writer lock we may have taken)
+        return None
+
+    @classmethod
+    def open(cls, name: str, *, readonly: bool = False, any_owner: bool = False) -> Segment:
         """Open an existing segment: StreamNotFound if there is none, SegmentForeign if it is
-        not a regular file we may use. Pages are not touched until `prefault()`."""
+        not a regular file we may use (or, unless `any_owner`, not our user's or our group's).
+        Pages are not touched until `prefault()`."""
         # Not shm_open: O_NONBLOCK and the regular-file check keep a FIFO or device planted
         # in /dev/shm from hanging us, O_NOFOLLOW a symlink from redirecting us.
         access = os.O_RDONLY if readonly else os.O_RDWR
         try:
             fd = os.open(shm_path(name), access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise StreamNotFound(f"no stream named {name!r} on this box") from None
+            raise StreamNotFound(not_found_message(name)) from None
         except OSError as exc:
             raise SegmentForeign(f"stream {name!r}: cannot open {shm_path(name)}: {exc.strerror}") from None
         try:
@@ -115,6 +166,8 @@ class Segment:
                 raise SegmentForeign(f"stream {name!r}: {shm_path(name)} is not a regular file")
             if st.st_mode & 0o007:
                 raise SegmentForeign(f"stream {name!r}: {shm_path(name)} is world-accessible; refusing it")
+            if not any_owner:
+                _check_reader_trusts(name, st)
             return cls._mapped(name, fd, readonly=readonly)
         except BaseException:
             os.close(fd)
@@ -164,6 +217,7 @@ class Segment:
         """Remove the name if it still refers to this segment (never a successor's)."""
         if self.still_named():
             _unlink_quietly(self.name)
+            _releasing.note(self.size)
 
     def close(self) -> None:
         """Close the lock fd, dropping this description's locks; the mapping outlives it while used."""
@@ -196,43 +250,130 @@ def _reclaim_stale(name: str) -> None:
     instead of both going on as writers.
     """
     try:
-        old = Segment.open(name, readonly=True)
+        old = Segment.open(name, readonly=True, any_owner=True)
     except StreamNotFound:
         return  # vanished meanwhile: just try creating again
     try:
-        if old.owner_uid != os.geteuid():
-            raise SegmentForeign(
-                f"stream {name!r}: {shm_path(name)} belongs to uid {old.owner_uid}; "
-                "framebus will not replace another user's segment"
-            )
+        _check_writer_owns(old)
         if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
             raise WriterBusy(f"stream {name!r} already has a live writer")
         logger.info("stream %r: reclaiming the segment of a writer that died", name)
-        old.unlink()
+        old.unlink()  # its readers see the name go and let go of their mappings
     finally:
         old.close()
 
 
-def _set_access(fd: int, mode: int, group: str | int | None) -> None:
-    if group is not None:
-        gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
+def remove_if_dead(name: str) -> bool:
+    """Unlink stream `name` if no live writer holds it; False (and nothing changes) if one does.
+
+    The same protocol as a new writer's reclaim, for `framebus doctor --fix`: the writer byte
+    stays read-locked across the check and the unlink, so a writer creating the stream right
+    now starts over instead of losing its segment. PermissionError if we may not remove it.
+    """
+    try:
+        old = Segment.open(name, readonly=True, any_owner=True)
+    except StreamNotFound:
+        return True  # gone already
+    try:
+        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
+            return False
+        if old.still_named():
+            os.unlink(shm_path(name))
+        return True
+    finally:
+        old.close()
+
+
+def _check_writer_owns(segment: Segment) -> None:
+    if segment.owner_uid != os.geteuid():
+        raise SegmentForeign(
+            f"stream {segment.name!r}: {shm_path(segment.name)} belongs to uid {segment.owner_uid}; "
+            "framebus will not replace another user's segment"
+        )
+
+
+def _check_reader_trusts(name: str, st: os.stat_result) -> None:
+    """A reader's rule: our own uid's segment, or one shared (0660) with a group we are in."""
+    if st.st_uid == os.geteuid():
+        return
+    if st.st_mode & 0o060 and (st.st_gid == os.getegid() or st.st_gid in os.getgroups()):
+        return
+    raise SegmentForeign(
+        f"stream {name!r}: {shm_path(name)} belongs to uid {st.st_uid} and is not shared with a group "
+        "of ours; framebus reads only its own user's streams and group-shared ones"
+    )
+
+
+def resolve_group(name: str, group: object) -> int | None:
+    """The gid for a stream's `group` (a name or a gid); ValueError/TypeError naming a bad one."""
+    if group is None:
+        return None
+    if isinstance(group, str):
+        try:
+            return grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ValueError(f"stream {name!r}: group {group!r} does not exist on this machine") from None
+    if isinstance(group, bool) or not isinstance(group, int):
+        raise TypeError(f"stream {name!r}: group must be a group name or a gid, got {group!r}")
+    if not 0 <= group <= _MAX_GID:
+        raise ValueError(f"stream {name!r}: gid {group} is out of range (0 to {_MAX_GID})")
+    return group
+
+
+def _set_access(fd: int, mode: int, gid: int | None) -> None:
+    if gid is not None:
         os.fchown(fd, -1, gid)
     os.fchmod(fd, mode)  # shm_open applied the umask; set exactly what was asked
 
 
+class _Releasing:
+    """Bytes of rings this process removed lately: freed as soon as their readers let go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._removed: list[tuple[float, int]] = []  # (monotonic s, bytes)
+
+    def note(self, size: int) -> None:
+        with self._lock:
+            self._removed.append((time.monotonic(), size))
+
+    def pending(self) -> int:
+        """Bytes removed within the last RELEASE_GRACE_S: what readers are about to free."""
+        cutoff = time.monotonic() - RELEASE_GRACE_S
+        with self._lock:
+            self._removed = [(t, n) for t, n in self._removed if t >= cutoff]
+            return sum(n for _, n in self._removed)
+
+
+_releasing = _Releasing()
+
+
 def _reserve(fd: int, name: str, size: int) -> None:
-    """Allocate every page now: a full /dev/shm is an error here, not a SIGBUS mid-frame later."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-            raise
-        vfs = os.statvfs(SHM_DIR)
-        free = vfs.f_bavail * vfs.f_frsize
-        raise SharedMemoryFull(
-            f"stream {name!r} needs {size / 2**20:.1f} MiB but {SHM_DIR} has {free / 2**20:.1f} MiB free: "
-            "use fewer slots or smaller frames, or enlarge /dev/shm (Docker: --shm-size=512m)"
-        ) from exc
+    """Allocate every page now: a full /dev/shm is an error here, not a SIGBUS mid-frame later.
+
+    Space held only by rings we just removed counts as free: their readers drop them within a
+    liveness interval, so we retry for up to RELEASE_GRACE_S before giving up."""
+    deadline = time.monotonic() + RELEASE_GRACE_S
+    while True:
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                raise
+            vfs = os.statvfs(SHM_DIR)
+            free, pending = vfs.f_bavail * vfs.f_frsize, _releasing.pending()
+            if exc.errno != errno.EFBIG and free + pending >= size and time.monotonic() < deadline:
+                time.sleep(_RETRY_S)
+                continue
+            held = (
+                f" (+{pending / 2**20:.1f} MiB still mapped by readers of removed rings)" if pending else ""
+            )
+            raise SharedMemoryFull(
+                f"stream {name!r} needs {size / 2**20:.1f} MiB but {SHM_DIR} has {free / 2**20:.1f} MiB "
+                f"free{held}: use fewer slots or smaller frames, or enlarge /dev/shm "
+                "(Docker: --shm-size=512m)"
+            ) from exc
 
 
 def _unlink_quietly(name: str) -> None:

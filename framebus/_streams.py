@@ -7,24 +7,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._atomic import ControlWords
 from ._errors import FramebusError
-from ._layout import (
-    HOLD,
-    READER_LOCK_BASE,
-    READER_STATS,
-    STALLED,
-    STATS,
-    WRITER_LIVE,
-    WRITER_LOCK_BYTE,
-    WRITER_STATE,
-    Layout,
-    writer_pid,
-)
-from ._names import SHM_DIR, SHM_PREFIX
+from ._layout import MODE_COPY, MODE_VIEW, READER_LOCK_BASE, Layout, writer_pid
+from ._names import SHM_DIR, SHM_PREFIX, validate_name
+from ._ring import Ring, unpack_latest
 from ._segment import Segment
 
-_MODES = {1: "view", 2: "copy"}
+_MODES = {MODE_VIEW: "view", MODE_COPY: "copy"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +29,12 @@ class SubscriberInfo:
     last_read_age_s: float | None
     #: Seconds it has held its current zero-copy frame (None if it holds none).
     holding_s: float | None
+    #: Frames published after the newest one it read (or, before its first read, since it attached).
+    behind: int = 0
+    #: Median capture-to-read latency over the last ~2-4 s (None without reads then), within ~12%.
+    latency_p50_s: float | None = None
+    #: 99th percentile of the same.
+    latency_p99_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,14 +66,22 @@ class StreamInfo:
 
 
 def streams() -> list[StreamInfo]:
-    """Every stream in /dev/shm, sorted by name; unreadable ones carry `error`."""
+    """Every stream in /dev/shm, sorted by name; unreadable ones carry `error`.
+
+    A file named like no stream can be (any local user may plant one) is listed with its name
+    escaped to printable ASCII and an error, never opened."""
     names = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
     return [info for info in map(_describe, names) if info is not None]
 
 
 def _describe(name: str) -> StreamInfo | None:
     try:
-        segment = Segment.open(name, readonly=True)
+        validate_name(name)
+    except ValueError:
+        printable = repr(os.fsencode(name))[2:-1]  # b'...' without the b'': \xff, \n, ...
+        return StreamInfo(printable, error="not a framebus stream name; planted by another program?")
+    try:
+        segment = Segment.open(name, readonly=True, any_owner=True)
     except FramebusError as exc:
         return StreamInfo(name, error=str(exc))
     except FileNotFoundError:
@@ -93,16 +96,16 @@ def _describe(name: str) -> StreamInfo | None:
 
 
 def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
-    words = ControlWords(segment.map)
+    ring = Ring(segment, layout, writable_frames=False)
     try:
-        alive = words.load(WRITER_STATE) == WRITER_LIVE and segment.is_locked(WRITER_LOCK_BYTE)
-        stalled = bool(words.load(STALLED))
-        holding = [bool(words.load(layout.reader_offset(e) + HOLD)) for e in range(layout.holder_count)]
+        alive, stalled = ring.writer_alive(), ring.stalled()
+        now = time.monotonic_ns()
+        stats = ring.writer_stats()
+        subscribers = _subscribers(ring, now, unpack_latest(ring.latest_word())[0])
     finally:
-        words.release()
-    now = time.monotonic_ns()
-    published, last_mono, _last_wall, interval = _u64s(segment, STATS, 4)
-    age = (now - last_mono) / 1e9 if published else None
+        ring.words.release()
+    age = (now - stats.last_publish_ns) / 1e9 if stats.published else None
+    interval = stats.interval_ns
     fps = 1e9 / interval if interval and age is not None and age < max(1.0, 3 * interval / 1e9) else 0.0
     return StreamInfo(
         name=layout.name,
@@ -113,30 +116,27 @@ def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
         writer_alive=alive,
         writer_pid=writer_pid(memoryview(segment.map)),
         stalled=stalled,
-        published=published,
+        published=stats.published,
         last_publish_age_s=age,
         fps=round(fps, 2),
         nominal_fps=layout.fps,
-        subscribers=_subscribers(segment, layout, holding, now),
+        subscribers=subscribers,
     )
 
 
-def _subscribers(segment: Segment, layout: Layout, holding: list[bool], now: int) -> list[SubscriberInfo]:
+def _subscribers(ring: Ring, now: int, newest: int) -> list[SubscriberInfo]:
+    """Live entries (their lock is held); statistics are plain words: a torn one misreports a number."""
     found = []
-    for entry in range(layout.reader_count):
-        if not segment.is_locked(READER_LOCK_BASE + entry):
+    for entry in range(ring.layout.reader_count):
+        if not ring.segment.is_locked(READER_LOCK_BASE + entry):
             continue
-        pid, read, missed, last_read, hold_since, mode, _attached = _u64s(
-            segment, layout.reader_offset(entry) + READER_STATS, 7
-        )
+        stats = ring.reader_stats(entry, now)
         found.append(SubscriberInfo(
-            entry, pid, _MODES.get(mode, "?"), read, missed,
-            (now - last_read) / 1e9 if last_read else None,
-            (now - hold_since) / 1e9 if entry < len(holding) and holding[entry] else None,
+            entry, stats.pid, _MODES.get(stats.mode, "?"), stats.frames_read, stats.frames_missed,
+            (now - stats.last_read_ns) / 1e9 if stats.last_read_ns else None,
+            (now - stats.hold_since_ns) / 1e9 if ring.holding(entry) else None,
+            behind=max(0, newest - stats.last_seq),
+            latency_p50_s=stats.latency_quantile_s(0.5),
+            latency_p99_s=stats.latency_quantile_s(0.99),
         ))  # fmt: skip
     return found
-
-
-def _u64s(segment: Segment, offset: int, count: int) -> list[int]:
-    """Statistics words (single writers, plain stores): a torn value only misreports a number."""
-    return list(memoryview(segment.map)[offset : offset + 8 * count].cast("Q"))

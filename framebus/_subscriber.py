@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._attachment import Attachment, NotReady
-from ._errors import FramebusError, WriterGone
+from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import SLOT_BITS, SLOT_MASK
+from ._ring import Lapped, Read
 from ._segment import inode_at
+
+if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
+    from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +36,32 @@ class Subscriber:
     holders at once (TooManySubscribers beyond). With copy=True every frame is an owned array
     and the number of subscribers is limited only by the reader table (64).
 
-    If the writer dies or closes, `wait()` raises WriterGone once; the same subscriber then
-    re-attaches by itself when a writer of that name returns, whatever its new shape.
+    Every change of writer (a death or close, and a new writer however soon, even one that
+    takes the same segment over) makes `wait()` raise WriterGone once before any frame of the
+    new writer; the same subscriber re-attaches by itself, whatever the new shape. A dead ring
+    that was removed or taken over is let go at once: the last frame stays readable from
+    `latest()` as a private copy (marked stale), and frames you still hold keep their memory.
+    Copy-mode reads are bounded: if the writer overwrites a frame during every one of a few
+    copies, latest() returns the previous frame and wait() waits for the next one.
     Use from one thread; `close()` may be called from any thread.
+
+    A stream that does not exist raises StreamNotFound (naming the streams that do), unless
+    `wait` is given: then the constructor waits up to that many seconds for the stream to
+    appear (a subscriber started before its daemon) and raises TimeoutError after that.
     """
 
-    def __init__(self, name: str, *, copy: bool = False) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
         self.name = validate_name(name)
         self.copy = copy
-        self._att = _attach_with_grace(name, copy)
+        if not wait >= 0:
+            raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
+        att = _attach_when_created(name, copy, wait)
+        self._att: Attachment | None = att  # None once a dead ring is let go, or when closed
+        self._layout = att.layout  # the shape, dtype and fps of the newest writer seen
         self._lock = threading.Lock()
         self._closed = False
         self._gone = False  # the current attachment's writer is known to be dead or closed
-        self._gone_reported = False
+        self._unreported = False  # a change of writer that wait() has not raised WriterGone for
         self._next_check = 0.0
         self._last_seq = 0
         self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
@@ -56,16 +71,16 @@ class Subscriber:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._att.layout.shape
+        return self._layout.shape
 
     @property
     def dtype(self) -> np.dtype[np.generic]:
-        return self._att.layout.dtype
+        return self._layout.dtype
 
     @property
     def fps(self) -> float:
         """The frame rate the writer declared (0.0 if it did not)."""
-        return self._att.layout.fps
+        return self._layout.fps
 
     @property
     def writer_alive(self) -> bool:
@@ -84,32 +99,38 @@ class Subscriber:
     def wait(self, timeout: float | None = None) -> Frame:
         """The next frame newer than the last one returned; sleeps in the kernel until then.
 
-        TimeoutError after `timeout` seconds; WriterGone once when the writer dies or closes.
+        TimeoutError after `timeout` seconds; WriterGone once for each change of writer.
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
-                if not (self._gone or self._closed):  # a frame already published comes first
-                    frame, seen = self._poll()
+                att = self._att
+                if att and not (self._gone or self._closed or self._unreported):  # published first
+                    frame = self._accept(att, _read(att.wait, self._last_seq, 0.0))
                     if frame is not None:
                         return frame
                 self._refresh()  # then: is the writer still there (or a new one)?
-                ring = None if self._gone else self._att.ring
-                if ring is None:
+                self._report_change()
+                att = None if self._gone else self._att
+                if att is None:
                     self._check_gone(deadline)
-                else:
-                    frame, seen = self._poll()
-                    if frame is not None:
-                        return frame
                 remaining = _remaining(deadline)
                 if remaining <= 0:
                     raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
-            if ring is None:
+                last = self._last_seq
+            if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
-            else:
-                ring.sleep(seen, min(remaining, LIVENESS_INTERVAL))
+                continue
+            # Sleep and read in one native call (GIL released while asleep, no lock held).
+            read = _read(att.wait, last, min(remaining, LIVENESS_INTERVAL))
+            if read is not None:
+                with self._lock:
+                    if att is self._att and not self._closed:
+                        frame = self._accept(att, read)
+                        if frame is not None:
+                            return frame
 
     def __iter__(self) -> Iterator[Frame]:
         """Newest frames in order, skipping those it was too slow for; survives writer restarts."""
@@ -121,6 +142,8 @@ class Subscriber:
 
     async def wait_async(self, timeout: float | None = None) -> Frame:
         """`wait()` for asyncio/uvloop: sleeps in a helper thread, never blocking the event loop."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -148,10 +171,15 @@ class Subscriber:
         if self._closed:
             return
         self._closed = True
-        self._att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
+        att = self._att
+        if att is not None:
+            att.port.close()  # a wait() in flight in another thread pins nothing from now on
+            att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
             self._current = None
-            self._att.detach()
+            if self._att is not None:
+                self._att.detach()
+            self._att = None  # the mapping goes now, unless frames the caller holds need it
         if self._executor is not None:
             self._executor.shutdown(wait=False)
 
@@ -167,67 +195,73 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _poll(self) -> tuple[Frame | None, int]:
-        """A frame newer than the last one returned, if any, and the WAKE value to sleep on.
-        WAKE is loaded before LATEST: a publish after that load ends the sleep at once."""
-        ring = self._att.ring
-        seen = ring.wake_word()
-        if ring.latest_word() >> SLOT_BITS > self._last_seq:
-            return self._take(), seen
-        return None, seen
-
     def _read_latest(self) -> Frame | None:
-        word = self._att.ring.latest_word()
+        att = self._att
+        if att is None:  # the dead ring is let go: only its last frame, copied, remains
+            return self._current
+        word = att.ring.latest_word()  # (cheap: a copy reader copies only a new frame)
         if word == 0:
             return None
         if word == self._current_word and self._current is not None:
-            self._current.stale = self._gone or self._att.stalled()  # the same frame, as of now
+            self._current.stale = self._gone or att.ring.stalled()  # the same frame, as of now
             return self._current
-        return self._take()
+        frame = self._accept(att, _read(att.take, self._last_seq))
+        return frame if frame is not None else self._current  # (lapped copies: the previous one)
 
-    def _take(self) -> Frame:
-        """Pin (or copy) the newest frame; the caller has seen that one is published."""
-        att, last = self._att, self._last_seq
-        if self.copy:
-            array = np.empty(att.layout.shape, att.layout.dtype)
-            word, header, meta = att.ring.copy_latest(array)
-            timestamp_ns, wall_ns, release = header[1], header[2], None
-            seq = word >> SLOT_BITS
-            missed = seq - last - 1 if last and seq > last else 0
-            if seq != last:  # (the same frame again is no new read)
-                att.record_read(missed)
-        else:
-            word, timestamp_ns, wall_ns, meta, missed = att.ring.pin_latest(att.hold, att.read_stats, last)
-            array, release = att.ring.frames[word & SLOT_MASK], self._release
-            seq = word >> SLOT_BITS
-        self._last_seq = seq
-        frame = Frame(array, seq, timestamp_ns, wall_ns, meta, missed, self._gone or att.stalled(), release)
-        self._current, self._current_word = frame, word
+    def _accept(self, att: Attachment, read: Read | None) -> Frame | None:
+        """The Frame of a read, unless another writer took the segment over: a frame read now
+        may be the new writer's, so it is dropped and the change reported first."""
+        if read is None:
+            return None
+        if att.replaced():  # (loaded after the read: a takeover's frame cannot pass as ours)
+            if read.held:  # (the pin moved our hold: the previous frame is no longer pinned)
+                att.unpin(read.word)
+                self._current, self._current_word = None, 0
+            self._lose_writer()
+            return None
+        return self._deliver(read)
+
+    def _deliver(self, read: Read) -> Frame:
+        """The Frame of a read; it becomes the current (in zero-copy mode, held) frame."""
+        release = self._release if read.held else None
+        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed,
+                      self._gone or read.stalled, release)  # fmt: skip
+        self._last_seq = read.seq
+        self._current, self._current_word = frame, read.word
         return frame
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
-            if frame is self._current and not self._closed:
-                self._att.ring.unpin(self._att.hold)
+            if frame is self._current and self._att is not None:
+                self._att.unpin(self._current_word)
                 self._current, self._current_word = None, 0
 
     def _refresh(self) -> None:
-        """Notice a dead or closed writer (at most every LIVENESS_INTERVAL) and adopt a new one."""
+        """Notice a dead, closed or replaced writer (at most every LIVENESS_INTERVAL, at once
+        when it says so) and adopt a new one."""
         if self._closed:
             raise FramebusError(f"stream {self.name!r}: the subscriber is closed")
-        now = time.monotonic()
-        if now < self._next_check and not self._att.closed_by_writer():
+        att, now = self._att, time.monotonic()
+        if now < self._next_check and (self._gone or not att or not att.ring.closed_by_writer()):
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and (self._att.segment.resized() or not self._att.writer_alive()):
+        if not self._gone and att and (att.segment.resized() or not att.writer_alive()):
             # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
-            self._gone, self._gone_reported = True, False
+            self._lose_writer()
         if self._gone:
             self._try_reattach()
 
+    def _lose_writer(self) -> None:
+        self._gone, self._unreported = True, True
+
     def _try_reattach(self) -> None:
-        inode = inode_at(self.name)
-        if inode is None or inode == self._att.segment.inode:
+        """Attach to a new writer if there is one; let go of a dead ring nobody writes again."""
+        att, inode = self._att, inode_at(self.name)
+        if att is not None and inode == att.segment.inode and not att.replaced():
+            return  # the dead writer's segment is still there, unclaimed: keep serving its last frame
+        if att is not None:
+            self._let_go(att)
+        if inode is None:
             return  # no new writer yet
         try:
             new = Attachment.open(self.name, self.copy)
@@ -238,31 +272,71 @@ class Subscriber:
                 self._unusable_inode = inode
                 logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
-        old, self._att = self._att, new
+        self._att, self._layout = new, new.layout
         self._current, self._current_word, self._last_seq = None, 0, 0
         self._gone = False
-        old.detach()
 
-    def _check_gone(self, deadline: float | None) -> None:
-        """Report the writer's departure once; after that, only a timeout ends the wait."""
-        if not self._gone_reported:
-            self._gone_reported = True
+    def _let_go(self, att: Attachment) -> None:
+        """Detach from a dead ring and drop our references to its mapping: its memory is freed
+        now unless frames the caller still holds need it. The last frame stays, as a copy."""
+        last = self._current
+        if last is not None and not self.copy:  # (its slot is still pinned: intact)
+            meta = bytes(last._meta_bytes)
+            last = Frame(last.array.copy(), last.seq, last.timestamp_ns, last.wall_time_ns, meta, 0, True)
+        if last is not None:
+            last.stale = True
+        self._current, self._current_word = last, 0
+        self._att = None
+        att.detach()
+
+    def _report_change(self) -> None:
+        """Raise WriterGone once for a change of writer not reported yet (whatever its timing)."""
+        if self._unreported:
+            self._unreported = False
             raise WriterGone(
                 f"stream {self.name!r}: the writer is gone; this subscriber resumes when it returns"
             )
+
+    def _check_gone(self, deadline: float | None) -> None:
+        """After the departure is reported, only a timeout ends the wait."""
         if _remaining(deadline) <= 0:
             raise TimeoutError(f"stream {self.name!r}: no writer for the stream within the timeout")
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"framebus-{self.name}")
         return self._executor
+
+
+def _read(call: Callable[..., Read | None], *args: float) -> Read | None:
+    """`call(*args)` (an attachment's take or wait); None for a copy the writer lapped each time."""
+    try:
+        return call(*args)
+    except Lapped:
+        return None
 
 
 def _remaining(deadline: float | None) -> float:
     if deadline is None:
         return float("inf")
     return deadline - time.monotonic()
+
+
+def _attach_when_created(name: str, copy: bool, wait: float) -> Attachment:
+    """Attach; while the stream does not exist, look again every REATTACH_POLL for `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _attach_with_grace(name, copy)
+        except StreamNotFound as exc:
+            left = deadline - time.monotonic()
+            if wait == 0:
+                raise
+            if left <= 0:
+                raise TimeoutError(f"stream {name!r} did not appear within {wait:g} s: {exc}") from exc
+            time.sleep(min(left, REATTACH_POLL))
 
 
 def _attach_with_grace(name: str, copy: bool) -> Attachment:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ._names import SHM_DIR, SHM_PREFIX
-from .sources.synthetic import SyntheticVideo as SyntheticVideo
-from .sources.synthetic import decode_stamp as decode_stamp
+from .daemon.sources.synthetic import SyntheticVideo as SyntheticVideo
+from .daemon.sources.synthetic import decode_stamp as decode_stamp
 
 
 def unique_name(prefix: str = "test") -> str:

@@ -1,18 +1,20 @@
 """A pipeline stage: read a video stream, publish its edges as a derived gray stream.
 
-``python -m framebus_services.edges INPUT OUTPUT`` - the analyzer of config/webcam.yaml.
+``python -m framebus_services.edges INPUT OUTPUT``. It waits quietly while the input is missing,
+stalled or between writers (a camera unplugged) and resumes by itself; SIGTERM stops it (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 
 import cv2
 
 import framebus
+
+from .lifecycle import Stop, configure_logging, frames, subscribe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,22 +24,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--low", type=int, default=80, help="Canny low threshold")
     parser.add_argument("--high", type=int, default=160, help="Canny high threshold")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        with framebus.Subscriber(args.input) as sub:
-            frame = sub.wait(timeout=30.0)
-            height, width = frame.array.shape[:2]
-            with framebus.Publisher(args.output, shape=(height, width), dtype="uint8") as pub:
-                while True:
-                    gray = cv2.cvtColor(frame.array, cv2.COLOR_BGR2GRAY)
-                    with pub.loan(timestamp_ns=frame.timestamp_ns) as out:
-                        cv2.Canny(gray, args.low, args.high, edges=out)
-                    frame = sub.wait(timeout=30.0)
-    except KeyboardInterrupt:
+    configure_logging()
+    stop = Stop().install()
+    sub = subscribe(args.input, stop)
+    if sub is None:
         return 0
-    except (framebus.FramebusError, TimeoutError) as exc:
-        print(f"edges: {exc}", file=sys.stderr)
-        return 1
+    pub: framebus.Publisher | None = None
+    try:
+        for frame in frames(sub, stop):
+            assert frame is not None  # (no idle ticks asked for)
+            shape = frame.array.shape[:2]
+            if pub is None or pub.shape != shape:  # the camera came back at another size
+                if pub is not None:
+                    pub.close()
+                pub = framebus.Publisher(args.output, shape=shape, dtype="uint8")
+            gray = cv2.cvtColor(frame.array, cv2.COLOR_BGR2GRAY) if frame.array.ndim == 3 else frame.array
+            with pub.loan(timestamp_ns=frame.timestamp_ns) as out:
+                cv2.Canny(gray, args.low, args.high, edges=out)
+    finally:
+        sub.close()
+        if pub is not None:
+            pub.close()
+    return 0
 
 
 if __name__ == "__main__":

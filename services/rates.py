@@ -8,7 +8,6 @@ sequence number once per interval, so it costs nothing per frame.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -55,7 +54,9 @@ class _Watch:
 
     def _rate(self, name: str) -> str:
         try:
-            sub = self._subs.get(name) or self._subs.setdefault(name, framebus.Subscriber(name))
+            # Copy mode: one small copy per interval, and none of the ring's zero-copy holder
+            # places (slots - 2 of them) taken for a program that only counts frames.
+            sub = self._subs.get(name) or self._subs.setdefault(name, framebus.Subscriber(name, copy=True))
             frame = sub.latest()
         except framebus.FramebusError as exc:
             self._subs.pop(name, None)
@@ -78,14 +79,10 @@ class _Watch:
 
 def _names_from_config() -> list[str]:
     """The 'reads' of this subscriber's entry when started by ``framebus run``."""
-    path, me = os.environ.get("FRAMEBUS_CONFIG"), os.environ.get("FRAMEBUS_SUBSCRIBER")
-    if not path or not me:
-        return []
-    from framebus._configload import parse_config
+    from framebus.config import this_subscriber
 
-    with open(path, encoding="utf-8") as file:
-        topology = parse_config(file.read(), path)
-    return next((list(s.reads) for s in topology.subscribers if s.name == me), [])
+    me = this_subscriber()
+    return list(me.reads) if me is not None else []
 
 
 if __name__ == "__main__":

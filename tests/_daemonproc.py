@@ -39,7 +39,13 @@ def simulated_config(prefix: str, port: int) -> dict[str, Any]:
     for stream in data["streams"]:
         stream["name"] = rename[stream["name"]]
     for sub in data.get("subscribers", []):
-        sub["reads"] = [rename[n] for n in sub.get("reads", [])]
+        if "reads" in sub:
+            sub["reads"] = [rename[n] for n in sub["reads"]]
+        for field in ("stream", "publish"):  # the shipped kinds name their streams in fields
+            if field in sub:
+                sub[field] = rename[sub[field]]
+        if "streams" in sub:
+            sub["streams"] = [rename[n] for n in sub["streams"]]
     data["daemon"]["http"]["port"] = port
     data["daemon"]["status_interval_s"] = 0.5
     return data
@@ -72,15 +78,20 @@ class NotifySocket:
 
 
 class FramebusProcess:
-    """`python -m framebus ARGS...` with its output in a log file; always joined with a timeout."""
+    """`framebus ARGS...` with its output in a log file; always joined with a timeout."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO,
+        program: list[str] | None = None,
+    ) -> None:  # fmt: skip
         self.log = log
         self._log_file = log.open("wb")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # The console script beside this interpreter: like `framebus ...` typed in a shell, it finds
+        # the installed package whatever folder it starts in. (`program` runs something else.)
+        program = program or [str(Path(sys.executable).with_name("framebus"))]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "framebus", *args], stdout=self._log_file, stderr=subprocess.STDOUT,
-            env=full_env, cwd=REPO,
+            [*program, *args], stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
         )  # fmt: skip
 
     def output(self) -> str:
@@ -135,8 +146,10 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def running(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[FramebusProcess]:
-    process = FramebusProcess(args, tmp_path / "framebus.log", env)
+def running(
+    args: list[str], tmp_path: Path, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> Iterator[FramebusProcess]:
+    process = FramebusProcess(args, tmp_path / "framebus.log", env, cwd)
     try:
         yield process
     finally:

@@ -9,6 +9,8 @@ from multiprocessing.synchronize import Event
 from queue import Queue
 from typing import Any
 
+import numpy as np
+
 import framebus
 from framebus.testing import frame_is_intact, tagged_frame
 
@@ -84,15 +86,19 @@ def hold_and_freeze(name: str, held: Event, mode: str) -> None:
 
 
 def wait_one(name: str, ready: Event, results: Queue[Any]) -> None:
-    """Block in wait() until one frame arrives; report its seq and the CPU seconds spent waiting."""
+    """Block in wait() until one frame arrives; report its seq and the CPU seconds spent waiting.
+
+    The waiting thread's own CPU time: library threads (OpenBLAS spins after numpy's import) are
+    not the waiter's, and on a loaded box they were scheduled inside the measured second.
+    """
     with framebus.Subscriber(name) as sub:
         ready.set()
-        cpu = time.process_time()
+        cpu = time.thread_time()
         try:
             seq: object = sub.wait(timeout=30).seq
         except Exception as exc:
             seq = repr(exc)
-        results.put((seq, time.process_time() - cpu))
+        results.put((seq, time.thread_time() - cpu))
 
 
 def read_frames_after_detach(name: str, replace_writer: Event) -> None:
@@ -126,3 +132,98 @@ def publish_then_fork(name: str, ready: Event, child_pid: Queue[Any]) -> None:
     child_pid.put(pid)
     ready.set()
     time.sleep(3600)
+
+
+def write_paced(name: str, shape: tuple[int, ...], fps: float, ready: Event, stop: Event) -> None:
+    """Publish tagged frames at `fps` until `stop`."""
+    with framebus.Publisher(name, shape, "uint8", fps=fps) as pub:
+        seq = pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        while not stop.wait(1 / fps):
+            seq += 1
+            pub.publish(tagged_frame(shape, seq))
+
+
+def write_one_then_wait(name: str, shape: tuple[int, ...], ready: Event, stop: Event) -> None:
+    """Publish one frame, then keep the stream (and its writer lock) until `stop` or SIGKILL."""
+    with framebus.Publisher(name, shape, "uint8") as pub:
+        pub.publish(tagged_frame(shape, 1))
+        ready.set()
+        stop.wait(120)
+
+
+def read_until(name: str, copy: bool, last: int, ready: Event, stop: Event) -> None:
+    """Read every frame up to seq `last` (wait() in a loop), then idle until `stop`."""
+    with framebus.Subscriber(name, copy=copy) as sub:
+        ready.set()
+        seq = 0
+        while seq < last:
+            seq = sub.wait(timeout=30).seq
+        stop.wait(60)
+
+
+def write_every(
+    name: str, shape: tuple[int, ...], ready: Event, period_s: float = 0.01, slots: int = 6
+) -> None:
+    """Publish tagged frames every `period_s` until killed; `ready` once the first is out.
+    A creation error (e.g. SharedMemoryFull) ends the child with exit code 3."""
+    try:
+        pub = framebus.Publisher(name, shape, "uint8", slots=slots)
+    except framebus.FramebusError as exc:
+        print(f"writer failed: {exc!r}", flush=True)
+        os._exit(3)
+    seq = pub.publish(tagged_frame(shape, 1))
+    ready.set()
+    while True:
+        time.sleep(period_s)
+        seq += 1
+        pub.publish(tagged_frame(shape, seq))
+
+
+def publish_as_another_user(name: str, uid: int, ready: Event) -> None:
+    """Drop to `uid` (no groups), create stream `name` (mode 0600, our uid) and publish; hang."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    pub = framebus.Publisher(name, (4, 4), "uint8")
+    pub.publish(np.full((4, 4), 66, np.uint8), meta={"from": "attacker"})
+    ready.set()
+    time.sleep(3600)
+
+
+def read_as_another_user(name: str, uid: int, groups: list[int], results: Queue[Any]) -> None:
+    """Drop to `uid` with supplementary `groups`, try to read stream `name`; report the outcome."""
+    os.setgroups(groups)
+    os.setgid(uid)
+    os.setuid(uid)
+    try:
+        with framebus.Subscriber(name) as sub:
+            frame = sub.latest()
+            results.put("read" if frame is not None else "empty")
+    except framebus.FramebusError as exc:
+        results.put(type(exc).__name__)
+
+
+def lapped_copy_read(name: str) -> None:
+    """A copy read against a ring whose LATEST moves during every copy: each slot's 8-byte frame
+    holds the LATEST word of the next slot, and the read copies it onto LATEST itself (`out`
+    aliases it), with no slot state ever matching. The read must give up (code -5), not spin."""
+    import struct
+
+    from framebus._attachment import Attachment
+    from framebus._layout import LATEST
+    from framebus._ring import LAPPED, pack_latest
+
+    with framebus.Publisher(name, (8,), "uint8", slots=3) as pub:
+        att = Attachment.open(name, copy=True)
+        try:
+            ring = pub._ring
+            assert ring is not None
+            for slot in range(3):
+                nxt = (slot + 1) % 3
+                ring.frames[slot][:] = np.frombuffer(struct.pack("<Q", pack_latest(10 + nxt, nxt)), np.uint8)
+            ring.words.store(LATEST, pack_latest(10, 0))  # slot states stay EMPTY: never a match
+            out = np.ndarray((8,), np.uint8, buffer=att.segment.map, offset=LATEST)
+            assert att.port.take(0, out) == LAPPED
+        finally:
+            att.detach()

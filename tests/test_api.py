@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import threading
 import time
 
 import cv2
@@ -182,8 +184,39 @@ def test_bad_publisher_arguments_are_refused(name: str, kwargs: dict[str, object
 
 
 def test_unknown_stream_is_stream_not_found(name: str) -> None:
-    with pytest.raises(framebus.StreamNotFound, match=name):
+    other = unique_name("other")
+    with framebus.Publisher(other, SHAPE), pytest.raises(framebus.StreamNotFound) as caught:
         framebus.Subscriber(name)
+    message = str(caught.value)
+    assert f"no stream named {name!r}" in message and other in message and "framebus ls" in message
+
+
+def test_subscriber_waits_for_its_stream_to_appear(name: str) -> None:
+    created = threading.Event()
+    done = threading.Event()
+
+    def late_writer() -> None:
+        time.sleep(0.3)
+        with framebus.Publisher(name, SHAPE) as pub:
+            pub.publish(tagged_frame(SHAPE, 1))
+            created.set()
+            done.wait(10)
+
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    try:
+        with framebus.Subscriber(name, wait=10) as sub:
+            assert created.is_set()
+            frame = sub.latest()
+            assert frame is not None and frame.seq == 1
+            frame.release()
+    finally:
+        done.set()
+        writer.join(10)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"stream {name!r} did not appear within 0.3 s"):
+        framebus.Subscriber(name, wait=0.3)
+    assert 0.3 <= time.monotonic() - start < 2
 
 
 def test_second_writer_is_refused_while_the_first_lives(name: str) -> None:
@@ -236,6 +269,23 @@ def test_streams_lists_shape_writer_and_subscribers(name: str) -> None:
         assert reader.mode == "view" and reader.frames_read == 1 and reader.holding_s is not None
         json.dumps(info.to_dict())
     assert name not in {s.name for s in framebus.streams()}
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_both_read_paths_count_reads_and_misses_where_streams_finds_them(name: str, copy: bool) -> None:
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name, copy=copy) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        assert sub.latest() is not None and sub.latest() is not None  # the same frame twice: one read
+        for seq in range(2, 6):
+            pub.publish(tagged_frame(SHAPE, seq))
+        frame = sub.latest()
+        assert frame is not None and frame.seq == 5 and frame.missed == 3
+        (info,) = [s for s in framebus.streams() if s.name == name]
+        (reader,) = info.subscribers
+        assert (reader.pid, reader.mode) == (os.getpid(), "copy" if copy else "view")
+        assert (reader.frames_read, reader.frames_missed) == (2, 3)
+        assert reader.last_read_age_s is not None and 0 <= reader.last_read_age_s < 60
+        assert (reader.holding_s is not None) == (not copy)
 
 
 def test_stalled_marks_frames_stale(name: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 import framebus
 from _daemonproc import JOIN_TIMEOUT_S, REPO, free_port, running, wait_until, write_config
-from framebus._cli import main
+from framebus.cli import main
 from framebus.testing import framebus_segments, unique_name
 
 CONFIG = REPO / "config"
@@ -118,6 +118,27 @@ def test_run_supervises_subscribers(tmp_path: Path) -> None:
     assert not {s for s in framebus_segments() if name in s}
 
 
+def test_run_from_a_folder_that_shadows_the_package(tmp_path: Path) -> None:
+    """A folder named framebus in the current directory (a clone, say) must not shadow the package."""
+    (tmp_path / "framebus").mkdir()  # what `python -m` would import as a namespace package
+    name = unique_name("shadow")
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [{"name": name, "source": {"kind": "synthetic"}, "width": 64, "height": 24, "fps": 30}],
+        "subscribers": [
+            {"kind": "command", "name": "rates", "reads": [name],
+             "command": ["{python}", "-m", "framebus_services.rates", "--interval", "0.3"]},
+        ],
+    }  # fmt: skip
+    config = write_config(tmp_path / "run.yaml", data)
+    with running(["run", "run.yaml"], tmp_path, cwd=tmp_path) as run:
+        wait_until(lambda: f"rates: {name} " in run.output(), 15, "rates output")
+        code, _ = run.stop(signal.SIGINT)
+        assert code == 0, run.output()
+    assert "restarting" not in run.output() and "AttributeError" not in run.output()
+    assert config.exists()
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -128,7 +149,7 @@ def _running(pid: int) -> bool:
 
 def test_console_script_entry_point() -> None:
     assert os.access(sys.executable, os.X_OK)
-    assert "framebus._cli:main" in (REPO / "pyproject.toml").read_text()
+    assert "framebus.cli:main" in (REPO / "pyproject.toml").read_text()
 
 
 def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
@@ -142,7 +163,7 @@ def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
         ],
         "subscribers": [
             {"kind": "command", "name": "edges", "reads": [video], "publishes": [edges],
-             "command": ["{python}", str(REPO / "services" / "edges.py"), video, edges]},
+             "command": ["{python}", "-m", "framebus_services.edges", video, edges]},
         ],
     }  # fmt: skip
     config = write_config(tmp_path / "pipe.yaml", data)
@@ -154,3 +175,69 @@ def test_run_pipeline_with_a_derived_stream(tmp_path: Path) -> None:
         code, _ = run.stop(signal.SIGINT)
         assert code == 0, run.output()
     assert not {s for s in framebus_segments() if edges in s or video in s}
+
+
+def test_subscriber_execs_the_named_subscriber(tmp_path: Path) -> None:
+    """What framebus-subscriber@NAME.service runs: the subscriber's command in place of the process."""
+    show = (
+        "import os, sys; "
+        "print(os.getpid(), os.environ['FRAMEBUS_SUBSCRIBER'], os.environ['FRAMEBUS_CONFIG'], sys.argv[1:])"
+    )
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [{"name": "s", "source": {"kind": "synthetic"}, "width": 64, "height": 24}],
+        "subscribers": [
+            {"kind": "command", "name": "show", "command": ["{python}", "-c", show, "a b"]},
+            {"kind": "command", "name": "other", "command": ["true"]},
+        ],
+    }
+    config = write_config(tmp_path / "sub.yaml", data)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("framebus")), "subscriber", "sub.yaml", "show"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=JOIN_TIMEOUT_S)
+    assert proc.returncode == 0
+    assert out.split() == [str(proc.pid), "show", str(config), "['a", "b']"], "same process, absolute config"
+    result = cli("subscriber", str(config), "nope")
+    assert result.returncode == 2 and "no subscriber named 'nope' (subscribers: show, other)" in result.stderr
+
+
+def test_check_fails_on_a_missing_video_file_and_warns_on_a_missing_camera(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    config = folder / "t.yaml"
+    config.write_text(
+        "streams:\n"
+        "  - {name: f, source: {kind: file, path: clip.avi}, width: 64, height: 48}\n"
+        "  - {name: c, source: {kind: camera, device: 97}, width: 64, height: 48}\n"
+    )
+    result = cli("check", str(config))
+    assert result.returncode == 2, result.stdout
+    assert f"streams[0].source.path (stream 'f'): {folder}/clip.avi does not exist" in result.stderr
+    (folder / "clip.avi").write_bytes(b"")  # relative to the config's folder, not to the cwd (REPO)
+    result = cli("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "ok:" in result.stdout
+    assert "warning: streams[1].source.device (stream 'c'): /dev/video97 does not exist yet" in result.stderr
+
+
+def test_daemon_reads_a_relative_video_path_from_the_config_folder(tmp_path: Path) -> None:
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 60 * i, np.uint8))
+    writer.release()
+    name = unique_name("rel")
+    data = {
+        "daemon": {"http": {"enabled": False}},
+        "streams": [
+            {"name": name, "source": {"kind": "file", "path": "clip.avi"}, "width": 64, "height": 48}
+        ],
+    }
+    config = write_config(tmp_path / "t.yaml", data)
+    with running(["daemon", str(config)], tmp_path) as daemon:  # started in REPO, not tmp_path
+        wait_until(lambda: any(s.name == name and s.published for s in framebus.streams()), 15, "frames")
+        code, _ = daemon.stop()
+        assert code == 0, daemon.output()

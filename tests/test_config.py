@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from framebus._configload import check_memory, load_config, parse_config
 from framebus._errors import ConfigError
-from framebus.config import PixelFormat, StreamConfig, Topology
+from framebus.config import PixelFormat, StreamConfig, Topology, check_memory, load_config, parse_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 SYNTH = "{kind: synthetic}"
@@ -153,7 +153,7 @@ def test_http_must_be_loopback() -> None:
 
 
 def test_missing_streams() -> None:
-    assert "streams: required key is missing" in problems("daemon: {}\n")
+    assert "a topology needs at least one entry under 'streams' or 'bridges'" in problems("daemon: {}\n")
 
 
 def test_empty_command() -> None:
@@ -317,3 +317,70 @@ def test_shipped_configs_are_valid(name: str) -> None:
     topology = parse_config((CONFIG_DIR / name).read_text(), name)
     assert topology.streams
     assert all(isinstance(s, StreamConfig) for s in topology.streams)
+
+
+def test_shipped_subscriber_kinds_run_their_service_and_name_their_streams() -> None:
+    from framebus.config import AnalyzerSubscriber, RecorderSubscriber
+
+    text = """
+streams:
+  - {name: cam, source: {kind: synthetic}, width: 64, height: 24}
+  - {name: cam.motion, source: {kind: derived}, width: 64, height: 24}
+subscribers:
+  - {kind: analyzer, name: a, stream: cam, publish: cam.motion, events: ev.jsonl}
+  - {kind: recorder, name: r, stream: cam, out: rec, events: ev.jsonl, max_mb: 50, pre_s: 2}
+  - {kind: web, name: w, listen: "0.0.0.0:9000"}
+  - {kind: view, name: v, stream: cam.motion}
+"""
+    topology = parse_config(text)
+    analyzer, recorder, web, view = topology.subscribers
+    assert isinstance(analyzer, AnalyzerSubscriber) and analyzer.publishes == ["cam.motion"]
+    assert analyzer.argv()[:4] == ["{python}", "-m", "framebus_services.analyzer", "cam"]
+    assert "--publish" in analyzer.argv() and "ev.jsonl" in analyzer.argv()
+    assert isinstance(recorder, RecorderSubscriber) and recorder.reads == ["cam"]
+    argv = recorder.argv()
+    assert argv[argv.index("--max-mb") + 1] == "50" and argv[argv.index("--pre") + 1] == "2"
+    assert web.argv()[web.argv().index("--listen") + 1] == "0.0.0.0:9000" and web.reads == []
+    assert view.argv() == ["{python}", "-m", "framebus_services.view", "cam.motion"]
+    assert view.restart.value == "never"
+
+
+def test_shipped_subscriber_kinds_are_checked_like_commands() -> None:
+    text = """
+streams:
+  - {name: cam, source: {kind: synthetic}, width: 64, height: 24}
+  - {name: cam.motion, source: {kind: derived}, width: 64, height: 24}
+subscribers:
+  - {kind: recorder, name: r, stream: nope, out: rec, crf: 99}
+  - {kind: web, name: w, listen: "localhost"}
+"""
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    problems = "\n".join(error.value.problems)
+    assert "subscribers[0].crf" in problems and "subscribers[1].listen" in problems
+    assert "unknown stream 'nope'" in problems, "names read from the raw data when validation fails"
+    assert "(stream 'cam.motion'): a derived stream needs exactly one subscriber" in problems
+
+
+def test_a_fifo_named_as_the_config_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "topology.yaml"
+    os.mkfifo(fifo)  # opened for reading with no writer, a plain open() would block forever
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(fifo)
+
+
+def test_an_alias_bomb_is_refused_before_validation() -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join(levels) + "\nstreams: *a8\n"  # 10**9 values once expanded
+    with pytest.raises(ConfigError, match="aliases expand to more than"):
+        parse_config(text)
+
+
+def test_aliases_of_a_real_topology_still_work() -> None:
+    text = (
+        "streams:\n"
+        "  - &video {name: a, source: {kind: synthetic}, width: 64, height: 24}\n"
+        "  - {<<: *video, name: b}\n"
+    )
+    assert [s.name for s in parse_config(text).streams] == ["a", "b"]

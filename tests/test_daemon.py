@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,8 +28,8 @@ from _daemonproc import (
     wait_until,
     write_config,
 )
-from framebus._sdnotify import Notifier
-from framebus.sources.synthetic import decode_stamp
+from framebus.daemon.sdnotify import Notifier
+from framebus.daemon.sources.synthetic import decode_stamp
 from framebus.testing import framebus_segments, unique_name
 
 READY_TIMEOUT_S = 20.0
@@ -268,22 +267,3 @@ def test_watchdog_interval_is_for_this_process_only() -> None:
     assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}).watchdog_s == 4.0
     assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}).watchdog_s is None
     assert Notifier({"WATCHDOG_USEC": "junk"}).watchdog_s is None
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    executable = Path(sys.executable).with_name("framebus")
-    if not executable.exists():
-        pytest.skip("the framebus console script is not installed next to this interpreter")
-    unit = (
-        (REPO / "systemd" / "framebus.service")
-        .read_text()
-        .replace("/usr/local/bin/framebus", str(executable))
-    )
-    (tmp_path / "framebus.service").write_text(unit)
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / "framebus.service")],
-        capture_output=True, text=True, timeout=JOIN_TIMEOUT_S,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "RemoveIPC=no" in unit and "Type=notify" in unit

@@ -121,3 +121,32 @@ def test_the_writer_reuses_the_released_slot_unless_copy_readers_need_time(name:
         with framebus.Subscriber(name, copy=True):
             assert len(slots_used(pub, 12)) == 6  # a copy in flight gets the whole ring's time
         assert len(slots_used(pub, 12)) == 2
+
+
+def test_releasing_an_older_frame_never_drops_the_newer_frames_hold(name: str) -> None:
+    """Frame.release() may run in another thread while wait() pins the next frame: the hold is
+    cleared only if it still names the frame being released."""
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        words, att = pub._ring.words, sub._att
+        pub.publish(tagged_frame(SHAPE, 1))
+        first = sub.latest()
+        assert first is not None
+        first_word = words.load(att.hold)
+        pub.publish(tagged_frame(SHAPE, 2))
+        second = sub.latest()
+        assert second is not None and second.seq == 2
+        second_word = words.load(att.hold)
+        att.unpin(first_word)  # the late release of frame 1
+        assert words.load(att.hold) == second_word
+        att.unpin(second_word)
+        assert words.load(att.hold) == 0
+
+
+def test_a_closed_read_port_pins_nothing(name: str) -> None:
+    """close() from another thread marks the port first: a wait() that wakes afterwards must not
+    leave a hold behind in an entry that is being given up."""
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        sub._att.port.close()
+        assert sub._att.port.wait(0, 0.0, None) is None and sub._att.port.take(0, None) is None
+        assert pub._ring.words.load(sub._att.hold) == 0

@@ -12,14 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from framebus._configload import parse_config
-from framebus._runner import StreamRunner, StreamState
-from framebus.config import RetryPolicy, StreamConfig
-from framebus.sources import Captured, SourceEnded, SourceError, make_source
-from framebus.sources._blocking import DeadlineWorker
-from framebus.sources.base import Backoff, Pacer
-from framebus.sources.sensors import decode_depth_seq
-from framebus.sources.synthetic import decode_stamp
+from framebus.config import RetryPolicy, StreamConfig, parse_config
+from framebus.daemon.pacing import Backoff, Pacer
+from framebus.daemon.runner import StreamRunner, StreamState
+from framebus.daemon.sources import Captured, SourceEnded, SourceError, make_source
+from framebus.daemon.sources._blocking import DeadlineWorker
+from framebus.daemon.sources.sensors import decode_depth_seq
+from framebus.daemon.sources.synthetic import decode_stamp
 
 
 def stream_config(line: str) -> StreamConfig:
@@ -90,7 +89,7 @@ def test_file_loops_resizes_and_converts(tmp_path: Path) -> None:
         )
     )
     source.open()
-    assert source.fps == pytest.approx(25.0)
+    assert source.media_fps == pytest.approx(25.0)
     frames = [source.read() for _ in range(12)]
     assert all(f.array.shape == (60, 80) for f in frames)
     assert frames[-1].meta == {"loop": 2}
@@ -290,7 +289,8 @@ class _Sink:
 class _Flaky:
     """Fails its first `failures` opens, then delivers `good` frames, then fails reads forever."""
 
-    fps = 200.0
+    self_timed = False
+    media_fps = 200.0
 
     def __init__(self, failures: int, good: int) -> None:
         self.failures, self.good = failures, good

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,20 @@ def test_ruff_lint_and_format() -> None:
 
 def test_mypy_strict() -> None:
     _run("mypy")
+
+
+def test_services_use_the_public_api_only() -> None:
+    """The shipped subscribers are written as a user would write theirs: no framebus._private imports."""
+    private = re.compile(r"^\s*(from|import)\s+framebus(\.\w+)*\._", re.MULTILINE)
+    offenders = [p.name for p in (ROOT / "services").glob("*.py") if private.search(p.read_text())]
+    assert not offenders, offenders
+
+
+def test_import_framebus_loads_no_opencv_asyncio_or_daemon() -> None:
+    """A process that only subscribes does not pay for OpenCV, asyncio, aiohttp, YAML or the daemon."""
+    code = "import sys, framebus; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=ROOT.parent, timeout=60).stdout.split())  # fmt: skip
+    heavy = {"cv2", "asyncio", "aiohttp", "uvloop", "yaml", "pydantic", "framebus.daemon", "framebus.config"}
+    assert not loaded & heavy
+    assert "framebus._publisher" in loaded  # the check itself can fail: the bus did load

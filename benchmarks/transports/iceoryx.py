@@ -74,7 +74,8 @@ class _Writer:
     def buffer(self) -> np.ndarray[Any, Any]:
         self._sample = self._pub.loan_slice_uninit(self._nbytes)
         view = self._sample.payload().as_memory_view()
-        return np.frombuffer(view, np.uint8).reshape(self._shape)
+        array: np.ndarray[Any, Any] = np.frombuffer(view, np.uint8).reshape(self._shape)
+        return array
 
     def send(self, seq: int) -> None:
         self._sample.user_header().contents.seq = seq

@@ -48,7 +48,8 @@ class _Writer:
         return self._buf
 
     def send(self, seq: int) -> None:
-        self._sock.send_multipart([seq.to_bytes(8, "little"), self._buf], copy=False)
+        assert self._buf is not None
+        self._sock.send_multipart([seq.to_bytes(8, "little"), self._buf.data], copy=False)
         self._buf = None
 
     def close(self) -> None:

@@ -1,0 +1,160 @@
+"""The daemon's control-plane HTTP API on loopback: /health, /streams and /subscribers (JSON),
+/metrics (Prometheus, see metrics.py).
+
+The daemon's file descriptors are for capture: the API holds at most `max_connections` at once
+(more are answered 503 and closed) and closes a connection that has not sent a complete request
+within `header_timeout_s` (or idles that long between requests), so slow or piled-up clients
+cannot starve the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import StatsProvider, StreamsProvider, SubscribersProvider, metrics_registry
+from .runner import RunnerStats, StreamState
+
+__all__ = ["HttpApi"]
+
+logger = logging.getLogger(__name__)
+
+_HEALTHY = (StreamState.RUNNING, StreamState.ENDED)
+
+
+class HttpApi:
+    """Serves the daemon's state; start() binds, stop() closes. Handlers never block on capture."""
+
+    def __init__(
+        self, stats: StatsProvider, streams: StreamsProvider, subscribers: SubscribersProvider = list
+    ) -> None:
+        self._stats = stats
+        self._streams = streams
+        self._subscribers = subscribers
+        self._registry = metrics_registry(stats, streams, subscribers)
+        self._runner: web.AppRunner | None = None
+        self.port = 0  # the bound port, once started
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/streams", self._streams_json)
+        app.router.add_get("/subscribers", self._subscribers_json)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def start(
+        self, host: str, port: int, *, max_connections: int = 64, header_timeout_s: float = 5.0
+    ) -> None:
+        # aiohttp's keep-alive timer runs from the connection's start until a request is complete
+        # (then between requests): it bounds the time to send headers as well as idle time.
+        self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=header_timeout_s)
+        await self._runner.setup()
+        site = _BoundedSite(self._runner, host, port, max_connections)
+        try:
+            self.port = await site.bind()
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info("HTTP API on http://%s:%d (/health, /streams, /subscribers, /metrics)", host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: web.Request) -> web.Response:
+        stats = self._stats()
+        states = {s.name: s.state.value for s in stats}
+        healthy = all(s.state in _HEALTHY for s in stats)
+        body = {"status": "ok" if healthy else "degraded", "streams": states}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _streams_json(self, request: web.Request) -> web.Response:
+        return web.json_response(merge_streams(self._stats(), self._streams()))
+
+    async def _subscribers_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self._subscribers())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Refused(asyncio.Protocol):
+    """A connection beyond the cap: one 503 and closed, without parsing anything."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class _BoundedSite(web.BaseSite):
+    """A TCP site that serves at most `limit` connections at once."""
+
+    __slots__ = ("_host", "_limit", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limit: int) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._limit = host, port, limit
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def bind(self) -> int:
+        """Start serving; the bound port."""
+        await self.start()
+        assert self._server is not None
+        sockets = getattr(self._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limit = self._limit
+
+        def protocol() -> asyncio.BaseProtocol:
+            return _Refused() if len(server.connections) >= limit else server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+
+def merge_streams(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every stream on the box (from shared memory), with the daemon's view of those it captures."""
+    own = {s.name: s for s in stats}
+    merged = []
+    for info in streams:
+        item = dict(info)
+        runner = own.pop(str(info.get("name")), None)
+        item["daemon"] = None if runner is None else _runner_dict(runner)
+        merged.append(item)
+    for runner in own.values():  # captured by the daemon but not (yet) visible in /dev/shm
+        merged.append({"name": runner.name, "daemon": _runner_dict(runner)})
+    return merged
+
+
+def _runner_dict(stats: RunnerStats) -> dict[str, Any]:
+    return {
+        "source": stats.kind,
+        "state": stats.state.value,
+        "published": stats.published,
+        "errors": stats.errors,
+        "measured_fps": round(stats.fps, 3),
+        "last_frame_age_s": stats.last_frame_age_s,
+        "last_error": stats.last_error,
+    }

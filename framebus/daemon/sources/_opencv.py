@@ -1,0 +1,119 @@
+"""What the OpenCV-backed sources share: fitting frames to the stream, and guarded capture calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy.typing as npt
+
+from ...config import PixelFormat, StreamConfig
+from ._blocking import DeadlineWorker
+from .base import Captured, SourceError
+
+__all__ = ["DeviceSource", "FrameFitter", "GuardedCapture"]
+
+logger = logging.getLogger(__name__)
+_GRACE_S = 1.0  # extra seconds past OpenCV's own timeout before the deadline gives up on a call
+
+
+class FrameFitter:
+    """Turns a BGR frame of any size into the stream's size and pixel format."""
+
+    def __init__(self, stream: StreamConfig) -> None:
+        self._name = stream.name
+        self._height, self._width = stream.shape()[:2]
+        self._format = stream.pixel_format() or PixelFormat.BGR8
+        self._warned = False
+
+    def fit(self, frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame.shape[:2] != (self._height, self._width):
+            if not self._warned:
+                logger.warning(
+                    "%s: source delivers %dx%d, resizing to the configured %dx%d",
+                    self._name, frame.shape[1], frame.shape[0], self._width, self._height,
+                )  # fmt: skip
+                self._warned = True
+            frame = cv2.resize(frame, (self._width, self._height), interpolation=cv2.INTER_AREA)
+        if self._format is PixelFormat.GRAY8:
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if self._format is PixelFormat.RGB8:
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return frame
+
+
+class GuardedCapture:
+    """A cv2.VideoCapture whose open and read run on a DeadlineWorker, so neither can hang.
+
+    `opener` builds the capture (it runs on the worker thread); it returns a capture that may or
+    may not be opened. `describe` names the device in messages.
+    """
+
+    def __init__(
+        self,
+        stream: StreamConfig,
+        describe: str,
+        opener: Callable[[], Any],
+        open_timeout_s: float,
+        read_timeout_s: float,
+    ) -> None:
+        self._describe = describe
+        self._opener = opener
+        self._open_deadline = open_timeout_s + _GRACE_S
+        self._read_deadline = read_timeout_s + _GRACE_S
+        self._worker = DeadlineWorker(stream.name)
+        self._capture: Any = None
+        self._fitter = FrameFitter(stream)
+
+    def open(self) -> None:
+        capture = self._worker.call(self._opener, self._open_deadline, f"opening {self._describe}")
+        if capture is None or not capture.isOpened():
+            if capture is not None:
+                self._worker.post(capture.release, "release")
+            raise SourceError(f"cannot open {self._describe}")
+        self._capture = capture
+
+    def read(self) -> Captured:
+        capture = self._capture
+        if capture is None:
+            raise SourceError(f"{self._describe} is not open")
+        ok, frame = self._worker.call(capture.read, self._read_deadline, f"reading {self._describe}")
+        timestamp = time.monotonic_ns()
+        if not ok or frame is None:
+            raise SourceError(f"{self._describe} delivered no frame (disconnected?)")
+        return Captured(self._fitter.fit(frame), timestamp)
+
+    def interrupt(self) -> None:
+        self._worker.interrupt()
+
+    def close(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            self._worker.post(capture.release, "release")  # after any call still blocked in it
+
+
+class DeviceSource:
+    """A source whose frames come through a GuardedCapture as the device delivers them
+    (cameras, network streams): subclasses build `_capture` and may check more in open()."""
+
+    _capture: GuardedCapture
+
+    self_timed = True  # read() waits for the device's next frame
+    media_fps: float | None = None
+
+    def open(self) -> None:
+        self._capture.open()
+
+    def read(self) -> Captured:
+        return self._capture.read()
+
+    def interrupt(self) -> None:
+        self._capture.interrupt()
+
+    def close(self) -> None:
+        self._capture.close()

@@ -1,0 +1,128 @@
+"""A service's life: its logging, its stop signals, and following a stream through outages.
+
+Every shipped subscriber stops on SIGTERM or Ctrl-C with exit 0, and never exits because its
+stream is late, stalled or between writers: it says so once in the log and resumes by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+import framebus
+
+__all__ = ["Stop", "configure_logging", "frames", "subscribe"]
+
+logger = logging.getLogger(__name__)
+
+WAIT_SLICE_S = 0.2  # longest sleep between looks at the stop flag
+RETRY_S = 0.5  # how often a missing stream is looked for again
+QUIET_AFTER_S = 5.0  # a stream silent this long is reported (once) as stalled
+
+
+def configure_logging(level: str = "info") -> None:
+    """Journald-friendly lines under systemd, timestamped ones in a terminal; kept if already set
+    (``framebus record`` configures logging before it hands over)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = (
+        "%(name)s: %(message)s"
+        if os.environ.get("JOURNAL_STREAM")
+        else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class Stop:
+    """Set by SIGTERM or SIGINT; loops poll it between short waits."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> Stop:
+        """Catch SIGTERM and SIGINT from now on (main thread only)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logger.info("%s: stopping", signal.Signals(signum).name)
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if stop was requested meanwhile."""
+        return self._event.wait(seconds)
+
+
+def subscribe(name: str, stop: Stop, *, copy: bool = False) -> framebus.Subscriber | None:
+    """Attach to `name`, waiting quietly until it exists; None if stopped first.
+
+    Zero-copy unless every holder place of the ring is taken (a ring of N slots serves N - 2
+    zero-copy readers): then one copy per frame, with a warning, rather than no service at all.
+    """
+    reported = False
+    while not stop:
+        try:
+            try:
+                return framebus.Subscriber(name, copy=copy)
+            except framebus.TooManySubscribers as exc:
+                # str(): a log record keeping the exception would keep its frames' mapping alive
+                logger.warning("%s; reading %r in copy mode instead", str(exc), name)
+                return framebus.Subscriber(name, copy=True)
+        except (framebus.StreamNotFound, framebus.WriterGone) as exc:
+            if not reported:
+                logger.info("stream %r: not there yet (%s); waiting for it", name, str(exc))
+                reported = True
+        stop.sleep(RETRY_S)
+    return None
+
+
+def frames(
+    sub: framebus.Subscriber, stop: Stop, *, idle_s: float | None = None
+) -> Iterator[framebus.Frame | None]:
+    """Each new frame of `sub` until stop; through writer restarts and stalls, logged once each.
+
+    With `idle_s`, also yields None after that long without a frame, so the caller can do
+    periodic work (retention, closing a clip) while the stream is quiet.
+    """
+    last_frame = time.monotonic()
+    last_tick = last_frame
+    silent = False
+    while not stop:
+        try:
+            frame = sub.wait(timeout=WAIT_SLICE_S)
+        except framebus.WriterGone:
+            logger.warning("stream %r: the writer is gone; waiting for it to return", sub.name)
+            silent = True
+            continue
+        except TimeoutError:
+            now = time.monotonic()
+            if not silent and now - last_frame > QUIET_AFTER_S:
+                logger.warning("stream %r: no frame for %.0f s; waiting", sub.name, now - last_frame)
+                silent = True
+            if idle_s is not None and now - last_tick >= idle_s:
+                last_tick = now
+                yield None
+            continue
+        if silent:
+            logger.info("stream %r: frames flow again (%s)", sub.name, "x".join(map(str, frame.array.shape)))
+            silent = False
+        last_frame = last_tick = time.monotonic()
+        yield frame

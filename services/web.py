@@ -1,0 +1,338 @@
+"""A web viewer of every stream on this box: ``framebus web [--listen HOST:PORT]``.
+
+aiohttp on uvloop, bound to 127.0.0.1:8080 unless told otherwise. ``/`` lists every stream with
+a live view, its fps, latency and subscribers; ``/snapshot/NAME.jpg`` is its newest frame;
+``/api/streams`` the same facts as JSON; ``/ws/NAME`` the live view itself.
+
+A stream is encoded only while someone watches it, once per frame however many watch: one
+:class:`Feed` per watched stream subscribes, renders and JPEG-encodes each new frame, and every
+viewer of it is sent that same JPEG. A viewer asks for the next frame when it has shown the
+last one, so a slow viewer gets the newest frame when it is ready, never a queue of old ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import struct
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cv2
+import numpy as np
+from aiohttp import WSMsgType, web
+
+import framebus
+
+from .lifecycle import configure_logging
+from .render import Renderer
+from .webpage import INDEX_HTML
+
+__all__ = ["Feed", "Hub", "main"]
+
+logger = logging.getLogger("framebus.web")
+
+IDLE_STOP_S = 2.0  # a feed nobody watches stops encoding after this long
+STATUS_EVERY_S = 2.0  # a viewer waiting for a frame hears why this often
+RETRY_S = 0.5  # a missing stream is looked for again this often
+_HEADER = struct.Struct(">I")  # live-view message: header length, JSON header, JPEG
+
+
+class Feed:
+    """One stream's shared encoder: runs while at least one viewer holds it."""
+
+    def __init__(self, name: str, quality: int, pool: ThreadPoolExecutor, encodes: dict[str, int]) -> None:
+        self.name, self._quality, self._pool = name, quality, pool
+        self._encodes = encodes  # the hub's count of encodes per stream, over every feed it ran
+        self.viewers = 0
+        self.version = 0  # bumps with every encoded frame
+        self.message = b""  # the newest frame as sent to viewers
+        self.jpeg = b""
+        self.status = "starting"
+        self.latency_ms: float | None = None  # capture to encoded, newest frame
+        self._changed = asyncio.Condition()
+        self._renderer = Renderer()
+        self._task: asyncio.Task[None] | None = None
+        self._idle_since: float | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"feed-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def newer_than(self, version: int, timeout: float) -> bool:
+        """Wait until a frame newer than `version` is encoded; False on timeout."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.version > version), timeout)
+        return self.version > version
+
+    async def _run(self) -> None:
+        sub = await self._attach()
+        try:
+            while True:
+                try:
+                    frame = await sub.wait_async(timeout=STATUS_EVERY_S)
+                except framebus.WriterGone:
+                    await self._set_status("the writer is gone; waiting for it")
+                    continue
+                except TimeoutError:
+                    await self._set_status("no new frame (stalled)")
+                    continue
+                await self._encode(frame)
+        finally:
+            sub.close()
+
+    async def _attach(self) -> framebus.Subscriber:
+        while True:
+            try:
+                return await asyncio.to_thread(framebus.Subscriber, self.name)
+            except (framebus.StreamNotFound, framebus.WriterGone):
+                await self._set_status("no such stream (yet)")
+            except framebus.TooManySubscribers:
+                await self._set_status("the stream has no free subscriber entry")
+            await asyncio.sleep(RETRY_S)
+
+    async def _encode(self, frame: framebus.Frame) -> None:
+        loop = asyncio.get_running_loop()
+        jpeg = await loop.run_in_executor(self._pool, self._jpeg, frame.array)
+        self.latency_ms = round(frame.age_ns / 1e6, 1)
+        header = {
+            "seq": frame.seq,
+            "latency_ms": self.latency_ms,
+            "stale": frame.stale,
+            "shape": list(frame.array.shape),
+            "dtype": str(frame.array.dtype),
+        }
+        frame.release()
+        encoded = json.dumps(header).encode()
+        self.jpeg, self.message = jpeg, _HEADER.pack(len(encoded)) + encoded + jpeg
+        self.status = "live"
+        self._encodes[self.name] = self._encodes.get(self.name, 0) + 1
+        async with self._changed:
+            self.version += 1
+            self._changed.notify_all()
+
+    def _jpeg(self, array: np.ndarray[Any, Any]) -> bytes:
+        return encode_jpeg(self._renderer.render(array), self._quality)
+
+    async def _set_status(self, status: str) -> None:
+        self.status = status
+        async with self._changed:
+            self._changed.notify_all()  # waiting viewers pass the news on
+
+
+def encode_jpeg(image: np.ndarray[Any, Any], quality: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return bytes(buffer)
+
+
+class Hub:
+    """The feeds of watched streams, and the bound on viewers."""
+
+    def __init__(self, quality: int, max_clients: int, allowed: Sequence[str]) -> None:
+        self.quality, self.max_clients, self.allowed = quality, max_clients, set(allowed)
+        self.feeds: dict[str, Feed] = {}
+        self.encodes: dict[str, int] = {}  # JPEG encodes per stream since start (shown by /api/streams)
+        self.clients = 0
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="framebus-web-jpeg")
+        self._reaper: asyncio.Task[None] | None = None
+
+    def visible(self, name: str) -> bool:
+        return not self.allowed or name in self.allowed
+
+    def acquire(self, name: str) -> Feed:
+        feed = self.feeds.get(name)
+        if feed is None:
+            feed = self.feeds[name] = Feed(name, self.quality, self.pool, self.encodes)
+        feed.viewers += 1
+        feed.start()
+        self.clients += 1
+        return feed
+
+    def release(self, feed: Feed) -> None:
+        feed.viewers -= 1
+        self.clients -= 1
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_later())
+
+    async def _reap_later(self) -> None:
+        """Stop feeds nobody watched for IDLE_STOP_S (a page reload keeps its feed)."""
+        await asyncio.sleep(IDLE_STOP_S)
+        for name, feed in list(self.feeds.items()):
+            if feed.viewers == 0:
+                del self.feeds[name]
+                await feed.stop()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for feed in list(self.feeds.values()):
+            await feed.stop()
+        self.feeds.clear()
+        self.pool.shutdown(wait=True)
+
+
+_HUB = web.AppKey("hub", Hub)
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=INDEX_HTML, content_type="text/html")
+
+
+async def api_streams(request: web.Request) -> web.Response:
+    hub = request.app[_HUB]
+    infos = await asyncio.to_thread(framebus.streams)
+    items = []
+    for info in infos:
+        if not hub.visible(info.name):
+            continue
+        feed = hub.feeds.get(info.name)
+        items.append(
+            {
+                "name": info.name,
+                "shape": list(info.shape),
+                "dtype": info.dtype,
+                "fps": info.fps,
+                "nominal_fps": info.nominal_fps,
+                "writer_alive": info.writer_alive,
+                "stalled": info.stalled,
+                "age_s": info.last_publish_age_s,
+                "subscribers": len(info.subscribers),
+                "error": info.error,
+                "viewers": feed.viewers if feed else 0,
+                "encoded": hub.encodes.get(info.name, 0),
+                "latency_ms": feed.latency_ms if feed else None,
+            }
+        )
+    return web.json_response(items)
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    hub, name = request.app[_HUB], request.match_info["name"]
+    if not hub.visible(name):
+        raise web.HTTPNotFound(text=f"stream {name!r} is not served here\n")
+    feed = hub.feeds.get(name)
+    if feed is not None and feed.jpeg:
+        jpeg = feed.jpeg
+    else:
+        try:
+            jpeg = await asyncio.to_thread(_snapshot, name, hub.quality)
+        except framebus.StreamNotFound:
+            raise web.HTTPNotFound(text=f"no stream {name!r}\n") from None
+        except (framebus.FramebusError, TimeoutError) as exc:
+            raise web.HTTPServiceUnavailable(text=f"stream {name!r}: {exc}\n") from None
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _snapshot(name: str, quality: int) -> bytes:
+    with framebus.Subscriber(name, copy=True) as sub:
+        frame = sub.latest() or sub.wait(timeout=2.0)
+        return encode_jpeg(Renderer().render(frame.array), quality)
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """The live view: the page sends 'next' when ready; it gets the newest frame not yet seen."""
+    hub, name = request.app[_HUB], request.match_info["name"]
+    if not hub.visible(name):
+        raise web.HTTPNotFound(text=f"stream {name!r} is not served here\n")
+    if hub.clients >= hub.max_clients:
+        raise web.HTTPServiceUnavailable(text=f"{hub.max_clients} live views already; try again later\n")
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    feed = hub.acquire(name)
+    try:
+        sent = 0
+        async for message in ws:
+            if message.type != WSMsgType.TEXT or message.data != "next":
+                continue
+            while not await feed.newer_than(sent, STATUS_EVERY_S):
+                if ws.closed:
+                    return ws
+                await ws.send_str(json.dumps({"status": feed.status}))
+            sent = feed.version
+            await ws.send_bytes(feed.message)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.release(feed)
+    return ws
+
+
+def make_app(hub: Hub) -> web.Application:
+    app = web.Application()
+    app[_HUB] = hub
+    app.router.add_get("/", index)
+    app.router.add_get("/api/streams", api_streams)
+    app.router.add_get("/snapshot/{name}.jpg", snapshot)
+    app.router.add_get("/ws/{name}", live)
+    return app
+
+
+async def serve(host: str, port: int, hub: Hub) -> None:
+    runner = web.AppRunner(make_app(hub), shutdown_timeout=0.5)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        logger.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        await hub.close()
+        await runner.cleanup()
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "framebus-web") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:8080; 0.0.0.0:8080 exposes it)",
+    )
+    parser.add_argument(
+        "--stream", action="append", default=[], help="serve only these streams (default: all)"
+    )
+    parser.add_argument("--max-clients", type=int, default=16, help="live views served at once (default 16)")
+    parser.add_argument("--quality", type=int, default=80, help="JPEG quality 10-100 (default 80)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    import uvloop
+
+    host, port = args.listen
+    try:
+        uvloop.run(serve(host, port, Hub(args.quality, args.max_clients, args.stream)))
+    except OSError as exc:
+        print(f"web: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
