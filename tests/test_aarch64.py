@@ -43,11 +43,21 @@ ARGUMENT = {
     "cw_fence": ["fence"],
     # fence; state = seq; LATEST = word; WAKE += 1; WAITERS > 0?
     "cw_publish": ["fence", "store-release", "store-release", "add", "load-seq-cst"],
-    # LATEST; hold = word; the slot's state (then relaxed statistics)
-    "cw_pin": ["load-acquire", "store-seq-cst", "load-seq-cst"],
     # WAITERS += 1; fence; FUTEX_WAIT; WAITERS -= 1
     "cw_sleep": ["add", "fence", "add"],
+    # ReadPort.take/wait, zero-copy: LATEST; hold = word; the slot's state (retry from LATEST);
+    # then the header, relaxed statistics (count_read) and STALLED
+    "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst", "load-acquire"],
+    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); statistics; STALLED
+    "rp_copy": ["load-acquire", "fence", "load-acquire", "load-acquire"],
+    # seen = WAKE; LATEST newer? (then rp_pin or rp_copy, not inlined); WAITERS += 1; fence;
+    # FUTEX_WAIT; WAITERS -= 1
+    "rp_wait": ["load-seq-cst", "load-acquire", "add", "fence", "add"],
+    # hold: word -> 0, release on success, relaxed on failure
+    "rp_unpin": ["cas-release"],
 }
+# Every other function (count_read's relaxed statistics among them, wherever GCC puts them) must
+# compile to no ordering instruction at all: mismatches() checks each label of the assembly.
 
 # What each may compile to where the argument holds. aarch64: an LDAR after an STLR is ordered
 # (RCsc), so a seq-cst pair needs nothing more, while an acquire load may also be the weaker
@@ -59,19 +69,35 @@ AARCH64 = {
     "store-seq-cst": ("stlr",),
     "fence": ("dmb ish",),
 }
-VARIANTS = {  # name: (compiler flags, what swap and add compile to)
+VARIANTS = {  # name: (compiler flags, what swap, add and a release CAS compile to)
     # the default build (Debian, Raspberry Pi OS, Ubuntu): libgcc picks LSE or LL/SC at run time
-    "armv8-a": (["-march=armv8-a"], "bl __aarch64_swp8_acq_rel", "bl __aarch64_ldadd8_acq_rel"),
-    # GCC before 10 (e.g. an old Jetson toolchain) inlines LL/SC loops
-    "armv8-a-inline": (["-march=armv8-a", "-mno-outline-atomics"], "ldaxr/stlxr", "ldaxr/stlxr"),
+    "armv8-a": (
+        ["-march=armv8-a"],
+        "bl __aarch64_swp8_acq_rel",
+        "bl __aarch64_ldadd8_acq_rel",
+        "bl __aarch64_cas8_rel",
+    ),
+    # GCC before 10 (e.g. an old Jetson toolchain) inlines LL/SC loops (a release CAS: a plain
+    # exclusive load, a store-release exclusive)
+    "armv8-a-inline": (["-march=armv8-a", "-mno-outline-atomics"], "ldaxr/stlxr", "ldaxr/stlxr", "ldxr/stlxr"),
     # ARMv8.1 and later (Pi 5, Orin) with LSE inline
-    "armv8.1-a": (["-march=armv8.1-a"], "swpal", "ldaddal"),
+    "armv8.1-a": (["-march=armv8.1-a"], "swpal", "ldaddal", "casl"),
 }
 # x86-64 (native compiler), where TSO loads and stores are plain moves: it shows what aarch64
 # cannot, a seq-cst store or fence weakened to release (both are STLR / DMB ISH on aarch64).
-X86 = {"store-seq-cst": ("xchg",), "swap": ("xchg",), "add": ("lock rmw",), "fence": ("fence",)}
+X86 = {
+    "store-seq-cst": ("xchg",),
+    "swap": ("xchg",),
+    "add": ("lock rmw",),
+    "cas-release": ("lock rmw",),
+    "fence": ("fence",),
+}
 # The libgcc helpers behind "outline atomics": the LSE instruction, else an LL/SC loop.
-HELPERS = {"__aarch64_swp8_acq_rel": "swpal", "__aarch64_ldadd8_acq_rel": "ldaddal"}
+HELPERS = {
+    "__aarch64_swp8_acq_rel": ("swpal", "ldaxr", "stlxr"),
+    "__aarch64_ldadd8_acq_rel": ("ldaddal", "ldaxr", "stlxr"),
+    "__aarch64_cas8_rel": ("casl", "ldxr", "stlxr"),
+}
 Lowering = dict[str, tuple[str, ...]]
 
 
@@ -170,8 +196,8 @@ def _is_repetition(found: list[str], want: list[tuple[str, ...]]) -> bool:
 
 
 def _lowering(variant: str) -> Lowering:
-    _, swap, add = VARIANTS[variant]
-    return {**AARCH64, "swap": (swap,), "add": (add,)}
+    _, swap, add, cas = VARIANTS[variant]
+    return {**AARCH64, "swap": (swap,), "add": (add,), "cas-release": (cas,)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -192,18 +218,18 @@ def test_x86_64_instructions_match_the_argument() -> None:
 
 
 def test_outline_atomics_helpers_are_lse_or_ll_sc() -> None:
-    """The default build calls libgcc's helpers; each is the acq_rel LSE instruction when the
-    CPU has it, else an LDAXR/STLXR loop."""
+    """The default build calls libgcc's helpers; each is the LSE instruction of its order when
+    the CPU has it, else an exclusive loop of that order (LDAXR/STLXR, or LDXR/STLXR for release)."""
     cross, objdump = _tool(CROSS), _tool("aarch64-linux-gnu-objdump")
     libgcc = subprocess.run([cross, "-print-libgcc-file-name"], capture_output=True, text=True).stdout
     listing = subprocess.run(
         [objdump, "-d", "--no-show-raw-insn", libgcc.strip()], capture_output=True, text=True, timeout=120
     ).stdout
-    for helper, lse in HELPERS.items():
+    for helper, instructions in HELPERS.items():
         body = re.search(rf"<{helper}>:\n(.*?)\n\n", listing, re.DOTALL)
         assert body, f"{helper} is not in {libgcc}"
         ops = [line.split("\t")[1].split()[0] for line in body.group(1).splitlines() if "\t" in line]
-        assert lse in ops and "ldaxr" in ops and "stlxr" in ops, f"{helper}: {ops}"
+        assert all(op in ops for op in instructions), f"{helper}: {ops}"
 
 
 # Changes of one memory order (or one fence) in _atomic.c: (function, text, replacement).
@@ -216,18 +242,24 @@ WEAKENED = [
     ("cw_fetch_add", "__ATOMIC_SEQ_CST", "__ATOMIC_RELAXED"),
     ("cw_exchange", "__ATOMIC_SEQ_CST", "__ATOMIC_ACQUIRE"),
     (
-        "cw_pin",
-        "__atomic_store_n(hold, word, __ATOMIC_SEQ_CST)",
-        "__atomic_store_n(hold, word, __ATOMIC_RELEASE)",
-    ),
-    ("cw_pin", "__atomic_load_n(state, __ATOMIC_SEQ_CST)", "__atomic_load_n(state, __ATOMIC_RELAXED)"),
-    (
         "cw_publish",
         "__atomic_store_n(latest, word, __ATOMIC_RELEASE)",
         "__atomic_store_n(latest, word, __ATOMIC_RELAXED)",
     ),
     ("cw_publish", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
     ("cw_sleep", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
+    (
+        "rp_pin",
+        "__atomic_store_n(self->hold, word, __ATOMIC_SEQ_CST)",
+        "__atomic_store_n(self->hold, word, __ATOMIC_RELEASE)",
+    ),
+    ("rp_pin", "8 * slot), __ATOMIC_SEQ_CST)", "8 * slot), __ATOMIC_RELAXED)"),
+    ("rp_pin", "self->latest, __ATOMIC_ACQUIRE", "self->latest, __ATOMIC_RELAXED"),
+    ("rp_copy", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
+    ("rp_copy", "8 * slot), __ATOMIC_ACQUIRE)", "8 * slot), __ATOMIC_RELAXED)"),
+    ("rp_wait", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
+    ("rp_wait", "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)", "__atomic_load_n(self->wake, __ATOMIC_RELAXED)"),
+    ("rp_unpin", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
 ]
 
 
@@ -245,16 +277,34 @@ def test_the_audit_catches_a_weakened_order(tmp_path: Path, function: str, text:
     assert any(line.startswith(f"{function}:") for line in found), f"{function} with {weaker}"
 
 
+def builtin_orders(source: str) -> dict[str, list[str]]:
+    """Each function's __atomic builtins in source order, with every memory order each names
+    (a compare-and-swap names two); STAT_SET (count_read's statistics) is a relaxed store."""
+    orders: dict[str, list[str]] = {}
+    for function in re.finditer(r"\n(\w+)\([^;{]*?\)\n{\n.*?\n}\n", source, re.DOTALL):
+        body, ops = function.group(0), []
+        for call in re.finditer(r"__atomic_(\w+)\(|STAT_SET\(", body):
+            if call.group(1) is None:
+                ops.append("store_n relaxed")
+                continue
+            depth, end = 1, call.end()
+            while depth:
+                depth += {"(": 1, ")": -1}.get(body[end], 0)
+                end += 1
+            named = re.findall(r"__ATOMIC_(\w+)", body[call.end() : end])
+            ops.append(" ".join([call.group(1), *(order.lower() for order in named)]))
+        if ops:
+            orders[function.group(1)] = ops
+    return orders
+
+
 def test_source_orders_are_the_arguments() -> None:
     """The memory order of every builtin, per function: catches what no instruction shows with
     this compiler (a seq-cst load weakened to acquire is LDAR either way, until a compiler uses
-    LDAPR for acquire loads)."""
+    LDAPR for acquire loads; a relaxed statistic made seq-cst)."""
     source = SOURCE.read_text()
-    orders: dict[str, list[str]] = {}
-    for function in re.finditer(r"\n(cw_\w+)\(.*?\n}\n", source, re.DOTALL):
-        builtins = re.findall(r"__atomic_(\w+)\([^;]*?__ATOMIC_(\w+)\)", function.group(0))
-        orders[function.group(1)] = [f"{op} {order.lower()}" for op, order in builtins]
-    assert {name: ops for name, ops in orders.items() if ops} == {
+    assert re.search(r"#define STAT_SET\(entry, off, v\) __atomic_store_n\(.*__ATOMIC_RELAXED\)\n", source)
+    assert builtin_orders(source) == {
         "cw_load": ["load_n acquire"],
         "cw_load_sc": ["load_n seq_cst"],
         "cw_store": ["store_n release"],
@@ -269,8 +319,20 @@ def test_source_orders_are_the_arguments() -> None:
             "fetch_add seq_cst",
             "load_n seq_cst",
         ],
-        "cw_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst"] + ["store_n relaxed"] * 4,
         "cw_sleep": ["fetch_add seq_cst", "thread_fence seq_cst", "fetch_sub seq_cst"],
+        # frames read, missed, last read time, hold start, last seq; a new window's bucket
+        # reset and its epoch; the bucket's count
+        "count_read": ["store_n relaxed"] * 8,
+        "rp_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst", "load_n acquire"],
+        "rp_copy": ["load_n acquire", "thread_fence seq_cst", "load_n acquire", "load_n acquire"],
+        "rp_wait": [
+            "load_n seq_cst",
+            "load_n acquire",
+            "fetch_add seq_cst",
+            "thread_fence seq_cst",
+            "fetch_sub seq_cst",
+        ],
+        "rp_unpin": ["compare_exchange_n release relaxed"],
     }
 
 

@@ -28,8 +28,9 @@ typedef struct {
     PyObject_HEAD
     unsigned long long u;   /* an int */
     double d;               /* a float */
-    unsigned long long items[5];    /* a 5-tuple from Py_BuildValue */
-    void *buf;              /* a buffer */
+    unsigned long long items[16];   /* a tuple's numbers (Py_BuildValue, PyArg_ParseTuple) */
+    PyObject *objs[16];     /* and its objects */
+    void *buf;              /* a buffer, or bytes */
     Py_ssize_t len;
     int readonly;
 } Fake;
@@ -77,16 +78,54 @@ double PyFloat_AsDouble(PyObject *o) { return ((Fake *)o)->d; }
 PyObject *
 Py_BuildValue(const char *format, ...)
 {
-    /* the two shapes _atomic.c builds: "(iiiii)" and "(KKKKK)" */
+    /* the tuples _atomic.c builds: a read's "(KKKNKO)" (numbers and objects) */
     Fake *f = fake();
     va_list ap;
     va_start(ap, format);
-    for (int i = 0; i < 5; i++)
-        f->items[i] = format[1] == 'i' ? (unsigned long long)(long long)va_arg(ap, int)
-                                       : va_arg(ap, unsigned long long);
+    for (int i = 0; format[i + 1] && format[i + 1] != ')'; i++) {
+        char c = format[i + 1];
+        if (c == 'K')
+            f->items[i] = va_arg(ap, unsigned long long);
+        else if (c == 'i')
+            f->items[i] = (unsigned long long)(long long)va_arg(ap, int);
+        else
+            f->objs[i] = va_arg(ap, PyObject *);
+    }
     va_end(ap);
     return (PyObject *)f;
 }
+
+/* ReadPort's constructor arguments: a fake tuple whose objs/items are "O", "n" and "p" */
+int
+PyArg_ParseTuple(PyObject *args, const char *format, ...)
+{
+    Fake *t = (Fake *)args;
+    va_list ap;
+    va_start(ap, format);
+    for (int i = 0; format[i]; i++) {
+        if (format[i] == 'O')
+            *va_arg(ap, PyObject **) = t->objs[i];
+        else if (format[i] == 'n')
+            *va_arg(ap, Py_ssize_t *) = (Py_ssize_t)t->items[i];
+        else
+            *va_arg(ap, int *) = t->items[i] != 0;
+    }
+    va_end(ap);
+    return 1;
+}
+
+PyObject *
+PyBytes_FromStringAndSize(const char *data, Py_ssize_t len)
+{
+    Fake *f = fake();
+    f->buf = calloc(1, (size_t)len + 1);
+    if (data) memcpy(f->buf, data, (size_t)len);
+    f->len = len;
+    return (PyObject *)f;
+}
+
+PyObject *PyBool_FromLong(long v) { return v ? Py_True : Py_False; }
+PyObject *PyLong_FromUnsignedLong(unsigned long v) { return num(v); }
 
 int
 PyObject_GetBuffer(PyObject *o, Py_buffer *view, int flags)
@@ -133,16 +172,19 @@ static int failures;
         }                                                                           \
     } while (0)
 
-/* A fake segment: control words and a 3-slot ring, laid out like _layout's (smaller). */
+/* A fake segment: control words, a reader entry and a 3-slot ring, laid out like _layout's
+ * (smaller): each slot is a 64-byte header (seq, timestamp, wall time, meta length), meta, frame. */
 enum {
-    LATEST = 0, WAKE = 64, WAITERS = 128, STATES = 192, HOLD = 256, STATS = 320,
-    SLOTS = 512, STRIDE = 256, SLOT_COUNT = 3, SIZE = SLOTS + SLOT_COUNT * STRIDE
+    LATEST = 0, WAKE = 64, WAITERS = 128, STALLED = 160, STATES = 192, HOLD = 256,
+    ENTRY = 1024, SLOTS = 2048, STRIDE = 256, SLOT_COUNT = 3, META = 32, FRAME = 128, NBYTES = 64,
+    SIZE = SLOTS + SLOT_COUNT * STRIDE
 };
 static _Alignas(64) unsigned char memory[SIZE];
 static ControlWords cw;
 
 static uint64_t *word(Py_ssize_t offset) { return (uint64_t *)(memory + offset); }
 static unsigned long long value(PyObject *o) { return ((Fake *)o)->u; }
+static long long code(PyObject *o) { return (long long)((Fake *)o)->u; }
 
 static PyObject *
 call(PyObject *(*op)(ControlWords *, PyObject *const *, Py_ssize_t), int n, ...)
@@ -179,36 +221,164 @@ check_words(void)
     *word(LATEST) = 0;
 }
 
-static PyObject *
-pin(unsigned long long last_seq)
+/* ReadPort(buffer, hold, latest, wake, waiters, stalled, states, slot_count, slots, stride,
+ *          frame_offset, frame_nbytes, meta_capacity, entry, copy), through rp_init */
+static int
+port(ReadPort *rp, int copy, Py_ssize_t slot_count, Py_ssize_t entry)
 {
-    return call(cw_pin, 8, num(HOLD), num(LATEST), num(STATES), num(SLOT_COUNT), num(SLOTS),
-                num(STRIDE), num(STATS), num(last_seq));
+    Fake *buffer = fake(), *args = fake();
+    buffer->buf = memory, buffer->len = SIZE;
+    unsigned long long items[15] = {0, HOLD, LATEST, WAKE, WAITERS, STALLED, STATES, slot_count, SLOTS,
+                                    STRIDE, FRAME, NBYTES, META, entry, copy};
+    memcpy(args->items, items, sizeof items);
+    args->objs[0] = (PyObject *)buffer;
+    memset(rp, 0, sizeof *rp);
+    pending = NULL;
+    return rp_init(rp, (PyObject *)args, NULL);
+}
+
+static PyObject *
+port_call(ReadPort *rp, PyObject *(*op)(ReadPort *, PyObject *const *, Py_ssize_t), int n, ...)
+{
+    PyObject *args[4];
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        args[i] = va_arg(ap, PyObject *);
+    va_end(ap);
+    pending = NULL;
+    return op(rp, args, n);
+}
+
+static PyObject *
+out_buffer(Py_ssize_t len)
+{
+    Fake *f = fake();
+    f->buf = calloc(1, (size_t)len), f->len = len;
+    return (PyObject *)f;
+}
+
+static uint64_t *
+slot_header(int slot)
+{
+    return word(SLOTS + slot * STRIDE);
+}
+
+/* The writer's side of a frame: header, meta and bytes, then the commit (cw_publish). */
+static PyObject *
+publish(int slot, uint64_t seq, const char *meta)
+{
+    uint64_t *header = slot_header(slot);
+    header[0] = seq, header[1] = 111, header[2] = 222, header[3] = strlen(meta);
+    memcpy((char *)header + 64, meta, strlen(meta));
+    memset((char *)header + FRAME, (int)seq, NBYTES);
+    *word(STATES + 8 * slot) = UINT64_MAX;  /* WRITING, as claim leaves it */
+    return call(cw_publish, 6, num(STATES + 8 * slot), num(seq), num(LATEST), num(seq << 8 | slot),
+                num(WAKE), num(WAITERS));
+}
+
+static uint64_t
+histogram_total(void)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < 2 * LATENCY_BUCKETS; i++)
+        total += ((uint32_t *)(memory + ENTRY + R_LATENCY_HIST))[i];
+    return total;
 }
 
 static void
-check_publish_and_pin(void)
+check_pin(void)
 {
-    Fake *t = (Fake *)pin(0);
-    CHECK(t->items[0] == 0);    /* nothing published */
-    uint64_t *header = word(SLOTS + 1 * STRIDE);
-    header[0] = 5, header[1] = 111, header[2] = 222, header[3] = 0;     /* seq, ts, wall, meta */
-    *word(STATES + 8) = UINT64_MAX;     /* WRITING, as claim leaves it */
-    CHECK(call(cw_publish, 6, num(STATES + 8), num(5), num(LATEST), num(5 << 8 | 1), num(WAKE),
-               num(WAITERS)) == Py_False);  /* nobody sleeps: no syscall */
+    ReadPort rp;
+    CHECK(port(&rp, 0, SLOT_COUNT, ENTRY) == 0);
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None);   /* nothing published */
+    CHECK(publish(1, 5, "abc") == Py_False);   /* nobody sleeps: no syscall */
     CHECK(*word(STATES + 8) == 5 && *word(LATEST) == (5 << 8 | 1) && *word(WAKE) == 1);
-    t = (Fake *)pin(3);
+    Fake *t = (Fake *)port_call(&rp, rp_take, 2, num(3), Py_None);
     CHECK(t->items[0] == (5 << 8 | 1) && t->items[1] == 111 && t->items[2] == 222);
-    CHECK(t->items[4] == 1);    /* frame 4 was missed */
+    CHECK(((Fake *)t->objs[3])->len == 3 && memcmp(((Fake *)t->objs[3])->buf, "abc", 3) == 0);
+    CHECK(t->items[4] == 1 && t->objs[5] == Py_False);    /* frame 4 was missed; not stalled */
     CHECK(*word(HOLD) == (5 << 8 | 1));
-    CHECK(*word(STATS) == 1 && *word(STATS + 8) == 1);  /* frames read, frames missed */
+    CHECK(*word(ENTRY + R_FRAMES_READ) == 1 && *word(ENTRY + R_FRAMES_MISSED) == 1);
+    CHECK(*word(ENTRY + R_LAST_SEQ) == 5 && *word(ENTRY + R_HOLD_SINCE_NS) != 0);
+    CHECK(histogram_total() == 1);
+    /* the same frame again: pinned, not counted */
+    *word(STALLED) = 1;
+    t = (Fake *)port_call(&rp, rp_take, 2, num(5), Py_None);
+    CHECK(t->items[0] == (5 << 8 | 1) && t->items[4] == 0 && t->objs[5] == Py_True);
+    CHECK(*word(ENTRY + R_FRAMES_READ) == 1 && histogram_total() == 1);
+    *word(STALLED) = 0;
+    /* unpin is a compare-and-swap: another frame's word clears nothing */
+    CHECK(rp_unpin(&rp, num(4 << 8 | 2)) == Py_False && *word(HOLD) == (5 << 8 | 1));
+    CHECK(rp_unpin(&rp, num(5 << 8 | 1)) == Py_True && *word(HOLD) == 0);
     /* corrupt segments: LATEST past the ring, a state that never matches, a header that lies */
     *word(LATEST) = 5 << 8 | 7;
-    CHECK((long long)((Fake *)pin(0))->items[0] == -1);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -1);
     *word(LATEST) = 6 << 8 | 1;
-    CHECK((long long)((Fake *)pin(0))->items[0] == -2);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -2);
     *word(STATES + 8) = 6;
-    CHECK((long long)((Fake *)pin(0))->items[0] == -3);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -3);
+    slot_header(1)[0] = 6, slot_header(1)[3] = META + 1;
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -4);
+    slot_header(1)[3] = 0;
+    /* closed: pins nothing */
+    *word(HOLD) = 0;
+    CHECK(rp_close(&rp, NULL) == Py_None);
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None && *word(HOLD) == 0);
+    /* inconsistent geometry or regions outside the mapping: a ValueError, never an access */
+    CHECK(port(&rp, 0, 0, ENTRY) == -1 && pending == PyExc_ValueError);
+    CHECK(port(&rp, 0, SLOT_COUNT, SIZE - 8) == -1 && pending == PyExc_ValueError);
+}
+
+static void
+check_copy(void)
+{
+    ReadPort rp;
+    CHECK(port(&rp, 1, SLOT_COUNT, ENTRY) == 0);
+    memset(memory + ENTRY, 0, READER_ENTRY);
+    CHECK(publish(2, 7, "") == Py_False);
+    PyObject *out = out_buffer(NBYTES);
+    Fake *t = (Fake *)port_call(&rp, rp_take, 2, num(0), out);
+    CHECK(t->items[0] == (7 << 8 | 2) && ((Fake *)t->objs[3])->len == 0 && t->items[4] == 0);
+    CHECK(((unsigned char *)((Fake *)out)->buf)[0] == 7 && ((unsigned char *)((Fake *)out)->buf)[NBYTES - 1] == 7);
+    CHECK(*word(HOLD) == 0 && *word(ENTRY + R_FRAMES_READ) == 1 && *word(ENTRY + R_HOLD_SINCE_NS) == 0);
+    /* a state that differs from LATEST's seq on both tries: corrupt (-2), not lapped */
+    *word(STATES + 16) = 8;
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), out)) == -2);
+    *word(STATES + 16) = 7;
+    /* a copy port needs an output buffer of the frame's size */
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == NULL && pending == PyExc_TypeError);
+    CHECK(port_call(&rp, rp_take, 2, num(0), out_buffer(NBYTES - 1)) == NULL && pending == PyExc_ValueError);
+}
+
+static ReadPort waiting_port;
+
+static void *
+port_waiter(void *last_seq)
+{
+    return port_call(&waiting_port, rp_wait, 3, num(*(uint64_t *)last_seq), seconds(20.0), Py_None);
+}
+
+static void
+check_port_wait(void)
+{
+    CHECK(port(&waiting_port, 0, SLOT_COUNT, ENTRY) == 0);
+    uint64_t last = *word(LATEST) >> 8;
+    /* newer already: taken at once; nothing newer: one sleep, then None */
+    CHECK(((Fake *)port_call(&waiting_port, rp_wait, 3, num(last - 1), seconds(5.0), Py_None))->items[0]
+          == *word(LATEST));
+    CHECK(port_call(&waiting_port, rp_wait, 3, num(last), seconds(0.05), Py_None) == Py_None);
+    CHECK(*word(WAITERS) == 0);
+    /* a publish wakes the sleeping port, which pins the new frame */
+    pthread_t thread;
+    void *result;
+    pthread_create(&thread, NULL, port_waiter, &last);
+    while (__atomic_load_n(word(WAITERS), __ATOMIC_SEQ_CST) == 0)
+        sched_yield();
+    publish(0, last + 1, "");
+    pthread_join(thread, &result);
+    CHECK(((Fake *)result)->items[0] == ((last + 1) << 8 | 0) && *word(HOLD) == ((last + 1) << 8 | 0));
+    CHECK(*word(WAITERS) == 0);
 }
 
 static void *
@@ -251,7 +421,9 @@ main(void)
 {
     cw.view.buf = memory, cw.view.len = SIZE, cw.has_view = 1, cw.readonly = 0;
     check_words();
-    check_publish_and_pin();
+    check_pin();
+    check_copy();
+    check_port_wait();
     check_sleep_and_wake();
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
