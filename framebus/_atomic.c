@@ -19,9 +19,13 @@
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
- *   fence()  seq_cst - x86 MFENCE, aarch64 DMB ISH. Also orders the
- *            non-temporal stores glibc's memcpy uses for large copies, which
- *            plain x86 release stores do not.
+ *   fence()  seq_cst - aarch64 DMB ISH; on x86-64 GCC emits a locked no-op
+ *            (`lock orq $0,(%rsp)`), not MFENCE: a full barrier for ordinary
+ *            (write-back) memory, which is all this code stores to. Nothing here
+ *            issues non-temporal stores; glibc's memcpy, which uses them for
+ *            very large copies, ends those with its own SFENCE, so the frame
+ *            bytes are ordered before publish()'s state and LATEST stores
+ *            either way. (Code that adds streaming stores must SFENCE after them.)
  *
  * Offsets are bounds- and alignment-checked on every call, so a corrupted
  * header can produce an exception but never an out-of-bounds access.
@@ -351,7 +355,7 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t *wake = word_at(self, args[4], 8, 1);
     uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
     if (!waiters) return NULL;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes first (memcpy SFENCEs its streaming stores) */
     __atomic_store_n(state, seq, __ATOMIC_RELEASE);
     __atomic_store_n(latest, word, __ATOMIC_RELEASE);
     __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);

@@ -25,22 +25,27 @@ MODEL = ROOT / "framebus" / "ring.pml"
 REQUIRED = os.environ.get("CI") == "true" or os.environ.get("FRAMEBUS_REQUIRE_TOOLS") == "1"
 
 # Configurations (spin -D flags), each explored exhaustively. FR1 frames from the first writer
-# (the round robin reuses a published slot from frame 4 on), FR2 = 1 from its replacement.
+# (the round robin reuses a published slot from frame 4 on), FR2 = 1 from its replacement, which
+# takes the dead writer's segment over in place (a new generation) or creates a new one.
 CONFIGS = {
-    "steady": "-DFR1=5 -DNO_KILL_W -DNO_KILL_H",  # no crash; the ring wraps twice
-    "reader-crash": "-DFR1=4 -DNO_KILL_W",  # the holder is SIGKILLed anywhere, replaced, reaped
-    "writer-crash": "-DFR1=3 -DNO_KILL_H",  # the writer is SIGKILLed anywhere, mid-frame too
-    "both-crash": "-DFR1=2",  # both, in one run
+    "steady": "-DFR1=4 -DNO_KILL_W -DNO_KILL_H",  # no crash; the ring wraps
+    "reader-crash": "-DFR1=3 -DNO_KILL_W",  # the holder is SIGKILLed anywhere, replaced, reaped
+    # the writer is SIGKILLed anywhere, mid-frame too; its replacement takes the segment over in
+    # place (readers still attached see the generation change), or creates a new one
+    "writer-crash-in-place": "-DFR1=2 -DNO_KILL_H -DTAKEOVER=1",
+    "writer-crash-new-segment": "-DFR1=2 -DNO_KILL_H -DTAKEOVER=2",
+    "both-crash": "-DFR1=1 -DTAKEOVER=1",  # both, in one run (the new segment: above)
 }
 # Bigger ones, minutes rather than seconds: FRAMEBUS_MODEL_DEEP=1 adds them.
 DEEP_CONFIGS = {
-    "both-crash-3": "-DFR1=3",
-    "writer-crash-4": "-DFR1=4 -DNO_KILL_H",
-    "reader-crash-5": "-DFR1=5 -DNO_KILL_W",
+    "steady-5": "-DFR1=5 -DNO_KILL_W -DNO_KILL_H",
+    "reader-crash-4": "-DFR1=4 -DNO_KILL_W",
+    "writer-crash-3": "-DFR1=3 -DNO_KILL_H",
+    "both-crash-2": "-DFR1=2",
 }
 
 # Each guard of the real protocol, removed: the configuration that shows it, and the properties
-# (P1-P5 in ring.pml) its counterexample may break.
+# (P1-P6 in ring.pml) its counterexample may break.
 MUTATIONS = {
     "MUT_NO_RESCAN": ("steady", {"P1"}),
     "MUT_NO_PIN_RECHECK": ("steady", {"P1", "P2"}),
@@ -51,7 +56,9 @@ MUTATIONS = {
     "MUT_COPY_NO_FENCE": ("steady", {"P2"}),
     "MUT_PUBLISH_RELAXED": ("steady", {"P2"}),
     "MUT_POLL_ORDER": ("steady", {"P4"}),
-    "MUT_REATTACH_KEEPS_SEQ": ("writer-crash", {"P4"}),
+    "MUT_REATTACH_KEEPS_SEQ": ("writer-crash-new-segment", {"P4"}),
+    "MUT_NO_GEN_RECHECK": ("writer-crash-in-place", {"P6"}),
+    "MUT_UNPIN_RELAXED": ("steady", {"P1"}),
 }
 # The issue names these four; the list above must keep them.
 REQUIRED_MUTATIONS = {"MUT_NO_RESCAN", "MUT_NO_PIN_RECHECK", "MUT_NO_WAITERS_FENCE", "MUT_NO_REAP_LOCK"}
