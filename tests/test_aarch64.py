@@ -79,7 +79,12 @@ VARIANTS = {  # name: (compiler flags, what swap, add and a release CAS compile 
     ),
     # GCC before 10 (e.g. an old Jetson toolchain) inlines LL/SC loops (a release CAS: a plain
     # exclusive load, a store-release exclusive)
-    "armv8-a-inline": (["-march=armv8-a", "-mno-outline-atomics"], "ldaxr/stlxr", "ldaxr/stlxr", "ldxr/stlxr"),
+    "armv8-a-inline": (
+        ["-march=armv8-a", "-mno-outline-atomics"],
+        "ldaxr/stlxr",
+        "ldaxr/stlxr",
+        "ldxr/stlxr",
+    ),
     # ARMv8.1 and later (Pi 5, Orin) with LSE inline
     "armv8.1-a": (["-march=armv8.1-a"], "swpal", "ldaddal", "casl"),
 }
@@ -258,7 +263,11 @@ WEAKENED = [
     ("rp_copy", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
     ("rp_copy", "8 * slot), __ATOMIC_ACQUIRE)", "8 * slot), __ATOMIC_RELAXED)"),
     ("rp_wait", "__atomic_thread_fence(__ATOMIC_SEQ_CST);", ";"),
-    ("rp_wait", "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)", "__atomic_load_n(self->wake, __ATOMIC_RELAXED)"),
+    (
+        "rp_wait",
+        "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
+        "__atomic_load_n(self->wake, __ATOMIC_RELAXED)",
+    ),
     ("rp_unpin", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
 ]
 

@@ -32,7 +32,7 @@ CONFIGS = {
     "reader-crash": "-DFR1=3 -DNO_KILL_W",  # the holder is SIGKILLed anywhere, replaced, reaped
     # the writer is SIGKILLed anywhere, mid-frame too; its replacement takes the segment over in
     # place (readers still attached see the generation change), or creates a new one
-    "writer-crash-in-place": "-DFR1=2 -DNO_KILL_H -DTAKEOVER=1",
+    "writer-crash-in-place": "-DFR1=1 -DFR2=2 -DNO_KILL_H -DTAKEOVER=1",
     "writer-crash-new-segment": "-DFR1=2 -DNO_KILL_H -DTAKEOVER=2",
     "both-crash": "-DFR1=1 -DTAKEOVER=1",  # both, in one run (the new segment: above)
 }
@@ -41,6 +41,7 @@ DEEP_CONFIGS = {
     "steady-5": "-DFR1=5 -DNO_KILL_W -DNO_KILL_H",
     "reader-crash-4": "-DFR1=4 -DNO_KILL_W",
     "writer-crash-3": "-DFR1=3 -DNO_KILL_H",
+    "writer-crash-in-place-2": "-DFR1=2 -DFR2=2 -DNO_KILL_H -DTAKEOVER=1",
     "both-crash-2": "-DFR1=2",
 }
 
