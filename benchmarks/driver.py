@@ -12,7 +12,7 @@ from multiprocessing.context import SpawnContext
 from typing import Any
 
 from benchmarks import floors, report, writer_costs
-from benchmarks.cases import SIZES, Case, full_plan, quick_plan
+from benchmarks.cases import SIZES, Case, full_plan, quick_plan, scaling_plan
 from benchmarks.harness import run_case
 from benchmarks.machine import describe, load_avg
 from benchmarks.targets import evaluate
@@ -28,8 +28,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="repetitions of everything (default 3, quick 1)")
     parser.add_argument("--seconds", type=float, help="measured seconds per case (default 3, quick 2)")
     parser.add_argument("--only", nargs="*", choices=list(MODULES), help="transports to run")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="only the scaling cases (1..16 subscribers, 1..8 streams), 1 run",
+    )
     args = parser.parse_args(argv)
-    args.runs = args.runs or (1 if args.quick else 3)
+    args.runs = args.runs or (1 if args.quick or args.scaling else 3)
     args.seconds = args.seconds or (2.0 if args.quick else 3.0)
     args.blocks = 3 if args.quick else 6  # timed 0.25 s blocks per variant in the in-process tests
     args.sleepers = (4,) if args.quick else (1, 4)  # wake-up floors: the targets compare with 4
@@ -41,10 +46,12 @@ def run(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("spawn")
     shm_before = set(os.listdir("/dev/shm"))
     modes, failures = probe(args.only or list(MODULES))
-    plan = (quick_plan if args.quick else full_plan)(modes, args.seconds)
+    plan = (scaling_plan if args.scaling else quick_plan if args.quick else full_plan)(modes, args.seconds)
     meta = {
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/run.py"
+        + (" --quick" if args.quick else "")
+        + (" --scaling" if args.scaling else ""),
         "runs": args.runs,
         "seconds": args.seconds,
         "machine": describe(),
@@ -59,7 +66,7 @@ def run(argv: list[str] | None = None) -> int:
         n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith(OUR_SHM_PREFIXES)
     )
     report.print_report(summary, checks, failures)
-    write_outputs(meta, runs, summary, checks, "-quick" if args.quick else "")
+    write_outputs(meta, runs, summary, checks, "-scaling" if args.scaling else "-quick" if args.quick else "")
     if meta["shm_left"]:
         print(f"LEFT IN /dev/shm: {meta['shm_left']}", file=sys.stderr)
     return 0

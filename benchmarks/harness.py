@@ -27,30 +27,39 @@ class CaseFailed(Exception):
 
 def run_case(case: Case, ctx: SpawnContext) -> dict[str, Any]:
     module = load(case.transport)
-    ep = module.endpoint(case, ctx)
+    eps = [module.endpoint(case, ctx) for _ in range(case.streams)]
+    readers = case.subscribers * case.streams  # subscriber i reads stream i // case.subscribers
     sig = Signals(ctx.Event(), ctx.Event(), ctx.Event())
     out: Queue[Any] = ctx.Queue()
     procs: list[BaseProcess] = []
     try:
-        procs.append(_start(ctx, publisher_main, case, ep, sig, out))
-        _expect(out, "created", 1, START_TIMEOUT_S, procs)
-        for index in range(case.subscribers):
+        for stream, ep in enumerate(eps):
+            procs.append(_start(ctx, publisher_main, case, ep, stream, sig, out))
+        _expect(out, "created", case.streams, START_TIMEOUT_S, procs)
+        for index in range(readers):
+            ep = eps[index // case.subscribers]
             procs.append(_start(ctx, subscriber_main, case, ep, index, sig, out))
-        _expect(out, "ready", case.subscribers, START_TIMEOUT_S, procs)
+        _expect(out, "ready", readers, START_TIMEOUT_S, procs)
         sig.go.set()
-        (pub,) = _expect(out, "pub", 1, WARMUP_S + case.seconds + COLLECT_SLACK_S, procs)
+        pubs = _expect(out, "pub", case.streams, WARMUP_S + case.seconds + COLLECT_SLACK_S, procs)
         sig.stop.set()
-        subs = _expect(out, "sub", case.subscribers, COLLECT_SLACK_S, procs)
+        subs = _expect(out, "sub", readers, COLLECT_SLACK_S, procs)
         sig.done.set()
-        return summarize(case, pub[-1], [s[-1] for s in sorted(subs, key=lambda s: s[1])])
+        return summarize(case, _by_index(pubs), _by_index(subs))
     except CaseFailed as exc:
         return {**case.as_dict(), "error": str(exc)}
     finally:
         sig.stop.set()
         sig.done.set()
         _join_all(procs)
-        module.cleanup(ep)
+        for ep in eps:
+            module.cleanup(ep)
         out.close()
+
+
+def _by_index(messages: list[Any]) -> list[dict[str, Any]]:
+    """The results of ("kind", index, result) messages, in index order."""
+    return [m[-1] for m in sorted(messages, key=lambda m: m[1])]
 
 
 def _start(ctx: SpawnContext, target: Any, *args: Any) -> BaseProcess:

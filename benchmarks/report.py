@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.cases import SIZES
+from benchmarks.cases import SIZES, Case
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLORS = {"framebus": "tab:blue", "iceoryx2": "tab:orange", "pyzmq": "tab:green", "mp.Queue": "tab:red"}
@@ -17,6 +17,7 @@ CASE_COLUMNS = [  # (header, field, format)
     ("transport", "transport", "{}"),
     ("size", "size", "{}"),
     ("subs", "subscribers", "{}"),
+    ("streams", "streams", "{}"),
     ("mode", "mode", "{}"),
     ("rate", "rate", "{}"),
     ("p50 µs", "lat_p50", "{:.0f}"),
@@ -47,7 +48,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _key(case: dict[str, Any]) -> str:
-    return "|".join(str(case[f]) for f in ("transport", "size", "subscribers", "mode", "fps"))
+    fields = ("transport", "size", "subscribers", "mode", "fps")
+    return "|".join(str(case[f]) for f in fields) + f"|{case.get('streams', 1)}"
 
 
 def _median_case(cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,6 +77,9 @@ def _median_tree(items: list[Any]) -> Any:
 def print_report(summary: dict[str, Any], checks: list[dict[str, Any]], failures: dict[str, str]) -> None:
     print(case_table(summary["cases"], markdown=False))
     print()
+    if any(Case.from_dict(c).scaling for c in summary["cases"]):
+        print(scaling_table(summary["cases"], markdown=False))
+        print()
     for line in floor_lines(summary):
         print(line)
     print()
@@ -87,9 +92,39 @@ def case_table(cases: list[dict[str, Any]], markdown: bool) -> str:
     rows = [[h for h, _, _ in CASE_COLUMNS]]
     for case in cases:
         if "error" in case:
-            rows.append([str(case[f]) for _, f, _ in CASE_COLUMNS[:5]] + [f"FAILED: {case['error']}"])
+            rows.append([str(case.get(f, 1)) for _, f, _ in CASE_COLUMNS[:6]] + [f"FAILED: {case['error']}"])
             continue
-        rows.append([_fmt(fmt, case.get(field)) for _, field, fmt in CASE_COLUMNS])
+        rows.append(
+            [_fmt(fmt, case.get(field, 1 if field == "streams" else None)) for _, field, fmt in CASE_COLUMNS]
+        )
+    return _table(rows, markdown)
+
+
+def _scaling_section(cases: list[dict[str, Any]]) -> str:
+    if not any(Case.from_dict(c).scaling and c.get("streams", 1) * c["subscribers"] > 4 for c in cases):
+        return "Not run (the full run measures it; `--scaling` alone)."
+    return scaling_table(cases, markdown=True)
+
+
+def _field(case: dict[str, Any], field: str) -> Any:
+    return case.get(field, 1 if field == "streams" else None)  # (results before streams: 1)
+
+
+def scaling_table(cases: list[dict[str, Any]], markdown: bool) -> str:
+    """The scaling cases (1080p, 30 fps, view): latency and CPU as subscribers and streams grow."""
+    rows = [["transport", "streams", "subs/stream", "p50 µs", "p99 µs", "missed", "total CPU % of a core",
+             "sub CPU/frame µs", "pub CPU/frame µs", "total CPU per subscriber, % of a core"]]  # fmt: skip
+    chosen = [c for c in cases if Case.from_dict(c).scaling]
+    for c in sorted(chosen, key=lambda c: (c["transport"], c.get("streams", 1), c["subscribers"])):
+        head = [c["transport"], str(c.get("streams", 1)), str(c["subscribers"])]
+        if "error" in c:
+            rows.append([*head, f"FAILED: {c['error']}"])
+            continue
+        readers = c["subscribers"] * c.get("streams", 1)
+        rows.append([*head, *(_fmt("{:.0f}", c.get(k)) for k in ("lat_p50", "lat_p99")),
+                     _fmt("{:.1f}%", c.get("missed_pct")), _fmt("{:.1f}", c.get("total_cpu_pct")),
+                     *(_fmt("{:.0f}", c.get(k)) for k in ("sub_cpu_us", "pub_cpu_us")),
+                     _fmt("{:.2f}", c.get("total_cpu_pct", float("nan")) / readers)])  # fmt: skip
     return _table(rows, markdown)
 
 
@@ -158,7 +193,11 @@ def _jsonable(value: Any) -> Any:
 
 def plot_cases(cases: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The cases the plot shows: 30 fps, 4 subscribers, view mode (copy for peers without one)."""
-    chosen = [c for c in cases if c["fps"] == 30.0 and c["subscribers"] == 4 and "error" not in c]
+    chosen = [
+        c
+        for c in cases
+        if c["fps"] == 30.0 and c["subscribers"] == 4 and c.get("streams", 1) == 1 and "error" not in c
+    ]
     view = {(c["transport"], c["size"]) for c in chosen if c["mode"] == "view"}
     return [c for c in chosen if c["mode"] == "view" or (c["transport"], c["size"]) not in view]
 
@@ -209,14 +248,25 @@ METHOD = """\
   send/commit. The two are joined by sequence number, so no transport's own timestamp is used.
   The fill (obtaining the buffer = "loan", and the full-frame `np.copyto` = "fill") is reported
   apart; the send/commit and the wake-up are inside the latency.
-- framebus: `Publisher.loan()` filled in place, `Subscriber.wait()`; iceoryx2: `loan_slice_uninit`
-  of the whole frame, subscriber buffer 1, safe overflow, an event service to wake
-  (`Listener.timed_wait`), the newest sample held until the next receive (view) or copied and
-  released (copy); pyzmq: PUB/SUB over ipc://, two-part messages sent with copy=False,
+- What each adapter does per frame (`benchmarks/transports/`). framebus: the writer enters a
+  `Publisher.loan()` (claim a slot), `np.copyto` into it, leaves the block (commit: slot header,
+  fence, state and LATEST stores, futex wake); each reader calls `Subscriber.wait()` (one native
+  call: sleep, pin, header, statistics) and keeps the Frame until its next wait. iceoryx2, its
+  fastest documented Python path: a fixed-size payload type (a ctypes array of the frame's bytes),
+  each payload and user-header address wrapped into numpy / ctypes once and found again by address;
+  the writer `loan_uninit()`s, `np.copyto`s, stores the seq in the user header, `send()`s, then
+  `notify()`s an event service; each reader first `receive()`s (buffer 1, safe overflow: the
+  newest), else sleeps in `Listener.timed_wait()` with a Duration made once, then receives; view
+  mode holds the sample until its next receive, copy mode copies it and releases it. pyzmq:
+  PUB/SUB over ipc://, two-part messages sent with copy=False,
   SNDHWM = RCVHWM = 2, no CONFLATE (zmq does not support it for multipart), the subscriber drains
   its queue and keeps the newest; multiprocessing.Queue: one Queue(maxsize=2) per subscriber,
   put_nowait (dropped when full), the subscriber drains and keeps the newest. pyzmq and the Queue
   always hand the subscriber its own copy, so they have only a copy mode.
+- Scaling cases: one process per publisher and per subscriber as above; framebus gives a stream
+  subscribers + 2 slots when it has more than 4 zero-copy subscribers (a larger ring, past the
+  default's 4 holders); iceoryx2 sizes its pool for max_subscribers itself. Total CPU = every
+  process's CPU time over its measured window's wall time, in % of one core.
 - Frames missed: frames published inside the measured window that a subscriber never received.
 - CPU per frame: `CLOCK_PROCESS_CPUTIME_ID` (all threads of the process) over the measured window,
   divided by the frames that process published or received in it. OPENBLAS_NUM_THREADS=1 is set:
@@ -262,6 +312,10 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], checks: list[dict[st
 ## Every case
 
 {case_table(summary["cases"], markdown=True)}
+
+## Scaling (1080p, 30 fps, zero-copy subscribers)
+
+{_scaling_section(summary["cases"])}
 
 ![latency distribution per transport and frame size]({plot})
 

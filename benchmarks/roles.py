@@ -42,21 +42,21 @@ class Signals:
     done: Event
 
 
-def publisher_main(case: Case, ep: Any, sig: Signals, out: Queue[Any]) -> None:
+def publisher_main(case: Case, ep: Any, stream: int, sig: Signals, out: Queue[Any]) -> None:
     die_with_driver()
     try:
         writer = load(case.transport).open_writer(ep, case)
     except BaseException as exc:
-        out.put(("error", "publisher", _describe(exc)))
+        out.put(("error", f"publisher {stream}", _describe(exc)))
         return
     try:
         out.put(("created",))
         if not sig.go.wait(START_TIMEOUT_S):
             raise TimeoutError("the driver never said go")
-        out.put(("pub", publish(writer, case)))
+        out.put(("pub", stream, publish(writer, case)))
         sig.done.wait(START_TIMEOUT_S)  # subscribers detach before the stream goes away
     except BaseException as exc:
-        out.put(("error", "publisher", _describe(exc)))
+        out.put(("error", f"publisher {stream}", _describe(exc)))
     finally:
         writer.close()
 
@@ -133,24 +133,31 @@ def subscribe(reader: Reader, case: Case, sig: Signals) -> dict[str, Any]:
 
 
 class _Window:
-    """CPU time and frame count between the first samples taken at or after each window edge."""
+    """CPU time, wall time and frame count between the first samples taken at or after each
+    window edge."""
 
     def __init__(self, window: tuple[int, int]) -> None:
         self._edges = window
         self._cpu: list[int] = []
+        self._wall: list[int] = []
         self._frames: list[int] = []
 
     def sample(self, now: int, frames: int) -> bool:
         """Record an edge if `now` has passed the next one; True once past the end."""
         if len(self._cpu) < 2 and now >= self._edges[len(self._cpu)]:
             self._cpu.append(time.process_time_ns())
+            self._wall.append(now)
             self._frames.append(frames)
         return len(self._cpu) == 2
 
     def result(self) -> dict[str, int]:
         if len(self._cpu) < 2:
-            return {"cpu_ns": 0, "cpu_frames": 0}
-        return {"cpu_ns": self._cpu[1] - self._cpu[0], "cpu_frames": self._frames[1] - self._frames[0]}
+            return {"cpu_ns": 0, "cpu_frames": 0, "wall_ns": 0}
+        return {
+            "cpu_ns": self._cpu[1] - self._cpu[0],
+            "cpu_frames": self._frames[1] - self._frames[0],
+            "wall_ns": self._wall[1] - self._wall[0],
+        }
 
 
 def pace(due: int, period: int) -> int:

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # full: every case, 3 runs (about 25 minutes)
     python benchmarks/run.py --quick    # the cases the targets need, 1 run (under 90 s)
+    python benchmarks/run.py --scaling  # 1-16 subscribers of one stream, 1-8 streams (about 3 min)
 
 Prints a table and writes JSON, a latency plot and RESULTS-<date>.md into benchmarks/results/.
 Peers come from `pip install -e '.[bench]'`; a missing one is reported, not hidden.

@@ -29,7 +29,9 @@ def case_value(run: Run, metric: str, transport: str, size: str, fps: float = TA
     """`metric` of the view-mode 4-subscriber case of `transport`; NaN if it did not run or failed."""
     key = (transport, size, TARGET_SUBS, "view", fps)
     for case in run["cases"]:
-        if (case["transport"], case["size"], case["subscribers"], case["mode"], case["fps"]) == key:
+        if (case["transport"], case["size"], case["subscribers"], case["mode"], case["fps"]) == key and (
+            case.get("streams", 1) == 1
+        ):
             return float(case[metric]) if "error" not in case else float("nan")
     return float("nan")
 

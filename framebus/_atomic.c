@@ -19,13 +19,16 @@
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
- *   fence()  seq_cst - aarch64 DMB ISH; on x86-64 GCC emits a locked no-op
- *            (`lock orq $0,(%rsp)`), not MFENCE: a full barrier for ordinary
- *            (write-back) memory, which is all this code stores to. Nothing here
- *            issues non-temporal stores; glibc's memcpy, which uses them for
- *            very large copies, ends those with its own SFENCE, so the frame
- *            bytes are ordered before publish()'s state and LATEST stores
- *            either way. (Code that adds streaming stores must SFENCE after them.)
+ *   fence()  seq_cst - full_fence(): aarch64 DMB ISH; x86-64 MFENCE, written out
+ *            because for a seq-cst fence GCC emits a locked no-op (`lock orq
+ *            $0,(%rsp)`), a full barrier for ordinary write-back memory that
+ *            Intel does not document as ordering non-temporal stores. publish()
+ *            starts with it too, so it orders copy_frame's streaming stores
+ *            before the slot's state and LATEST stores even without their SFENCE.
+ *   copy_frame() is no control-word access: it writes a claimed slot's frame
+ *            bytes (step 2 of the protocol) with x86 streaming stores, which are
+ *            weakly ordered; it ends with SFENCE, and publish()'s MFENCE orders
+ *            them before the slot's state and LATEST stores in any case.
  *
  * Offsets are bounds- and alignment-checked on every call, so a corrupted
  * header can produce an exception but never an out-of-bounds access.
@@ -188,10 +191,21 @@ cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, v, __ATOMIC_SEQ_CST));
 }
 
+/* A full fence (module comment): MFENCE on x86-64, which orders streaming stores too. */
+static inline void
+full_fence(void)
+{
+#if defined(__x86_64__)
+    __asm__ __volatile__("mfence" ::: "memory");
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 static PyObject *
 cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    full_fence();
     Py_RETURN_NONE;
 }
 
@@ -355,7 +369,7 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t *wake = word_at(self, args[4], 8, 1);
     uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
     if (!waiters) return NULL;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes first (memcpy SFENCEs its streaming stores) */
+    full_fence();  /* frame bytes first, copy_frame's streaming stores too (MFENCE) */
     __atomic_store_n(state, seq, __ATOMIC_RELEASE);
     __atomic_store_n(latest, word, __ATOMIC_RELEASE);
     __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);
@@ -717,6 +731,66 @@ static PyTypeObject ReadPortType = {
     .tp_methods = rp_methods,
 };
 
+/* copy_frame(dst, src): copy a whole frame into a slot, the GIL released. On x86-64 with
+ * non-temporal (streaming) stores: a slot is rewritten long after a reader last touched it, so
+ * loading its old lines into the cache first (the read-for-ownership of plain stores) is a third
+ * of the memory traffic for nothing, and glibc's memcpy streams only copies larger than its
+ * threshold (3/4 of the shared cache, far beyond a frame). Streaming stores are weakly ordered:
+ * the SFENCE here and the seq-cst fence that starts publish() order them before the slot's
+ * state and LATEST stores, as for any frame byte. Elsewhere: memcpy. */
+#if defined(__x86_64__)
+#include <emmintrin.h>
+static void
+stream_copy(char *dst, const char *src, size_t n)
+{
+    while (n && ((uintptr_t)dst & 15u)) {  /* head up to a 16-byte boundary */
+        *dst++ = *src++;
+        n--;
+    }
+    for (; n >= 64; n -= 64, src += 64, dst += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)src);
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+        _mm_stream_si128((__m128i *)dst, a);
+        _mm_stream_si128((__m128i *)(dst + 16), b);
+        _mm_stream_si128((__m128i *)(dst + 32), c);
+        _mm_stream_si128((__m128i *)(dst + 48), d);
+    }
+    memcpy(dst, src, n);
+    _mm_sfence();
+}
+#else
+static void
+stream_copy(char *dst, const char *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+#endif
+
+static PyObject *
+mod_copy_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer dst, src;
+    if (check_nargs(nargs, 2, "copy_frame") < 0) return NULL;
+    if (PyObject_GetBuffer(args[0], &dst, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &src, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    if (dst.len != src.len) {
+        PyErr_Format(PyExc_ValueError, "copy_frame: %zd bytes into %zd", src.len, dst.len);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        stream_copy(dst.buf, src.buf, (size_t)dst.len);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 mod_latency_bucket(PyObject *module, PyObject *arg)
 {
@@ -726,6 +800,8 @@ mod_latency_bucket(PyObject *module, PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
+    {"copy_frame", (PyCFunction)(void (*)(void))mod_copy_frame, METH_FASTCALL,
+     "Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."},
     {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
     {NULL, NULL, 0, NULL},
 };

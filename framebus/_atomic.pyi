@@ -19,6 +19,9 @@ class ControlWords:
     def sleep(self, wake: int, waiters: int, expected: int, timeout: float, /) -> bool: ...
     def release(self) -> None: ...
 
+def copy_frame(dst: object, src: object, /) -> None:
+    """Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."""
+
 class ReadPort:
     """One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls."""
 

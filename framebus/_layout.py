@@ -28,6 +28,7 @@ import operator
 import re
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -312,9 +313,11 @@ class Layout:
         )
 
 
-@dataclass(frozen=True)
-class WriterStats:
-    """The writer's statistics words (plain stores; a torn read misreports one number)."""
+class WriterStats(NamedTuple):
+    """The writer's statistics words (plain stores; a torn read misreports one number).
+
+    A NamedTuple, not a dataclass: the writer builds one per frame, and a frozen dataclass's
+    __init__ costs several times a tuple's."""
 
     published: int  # frames, also the newest seq
     last_publish_ns: int  # monotonic
@@ -323,12 +326,10 @@ class WriterStats:
 
     @classmethod
     def unpack(cls, buf: memoryview | bytes | bytearray | mmap.mmap) -> WriterStats:
-        return cls(*_WRITER_STATS.unpack_from(buf, STATS))
+        return cls._make(_WRITER_STATS.unpack_from(buf, STATS))
 
     def pack_into(self, buf: memoryview | bytearray | mmap.mmap) -> None:
-        _WRITER_STATS.pack_into(
-            buf, STATS, self.published, self.last_publish_ns, self.last_publish_wall_ns, self.interval_ns
-        )
+        _WRITER_STATS.pack_into(buf, STATS, *self)
 
 
 @dataclass(frozen=True)

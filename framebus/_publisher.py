@@ -100,7 +100,7 @@ class Publisher:
         """
         self._check_array(array)
         with self._slot(meta, timestamp_ns, wall_time_ns) as (ring, slot):
-            ring.frames[slot] = array  # shape and dtype checked: a plain copy
+            ring.fill(slot, array)  # shape and dtype checked: a plain copy
         return self._seq
 
     @contextmanager

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._atomic import ControlWords, ReadPort
+from ._atomic import ControlWords, ReadPort, copy_frame
 from ._errors import SegmentCorrupt
 from ._layout import (
     COPY_READERS,
@@ -78,6 +78,10 @@ SLOT_BITS = 8
 SLOT_MASK = (1 << SLOT_BITS) - 1
 REAP_INTERVAL_NS = 1_000_000_000  # how often a blocked writer checks holders for dead readers
 MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
+# Frames from this size on are copied in with streaming stores (_atomic.copy_frame): they do not
+# stay in the cache anyway, and skipping the read-for-ownership halves the copy at 1080p (a
+# slot is cold when reused). Smaller frames fit in the cache, where plain stores are faster.
+STREAM_COPY_MIN = 1 << 20  # bytes
 LAPPED = -5  # ReadPort's code: the writer overwrote the frame during each of its copy attempts
 
 
@@ -237,6 +241,13 @@ class Ring:
             self._next = slot + 1
             return slot
         return None
+
+    def fill(self, slot: int, array: np.ndarray[Any, Any]) -> None:
+        """Copy `array` (the stream's shape and dtype, checked by the caller) into claimed `slot`."""
+        if self.layout.frame_nbytes >= STREAM_COPY_MIN and array.flags.c_contiguous:
+            copy_frame(self.views[slot], array)  # GIL released; fenced by commit()'s publish
+        else:
+            self.frames[slot] = array
 
     def commit(self, slot: int, seq: int, timestamp_ns: int, wall_ns: int, meta: bytes) -> None:
         """Publish the claimed slot as frame `seq` and wake sleeping readers."""

@@ -203,7 +203,7 @@ inline try_claim(g, guard) {
                    values, since only a dead writer would not reach its commit)
                    @map framebus/_ring.py: self._previous, self._latest = self._latest, slot */
                 prv = lat; lat = s; nxt = (s + 1) % S;
-                /* the frame's first bytes: @map framebus/_publisher.py: ring.frames[slot] = array  # shape and dtype checked: a plain copy */
+                /* the frame's first bytes: @map framebus/_publisher.py: ring.fill(slot, array)  # shape and dtype checked: a plain copy */
                 content[g * S + s] = TORN
             };
             break
@@ -276,7 +276,7 @@ inline writer_body(g, frames, wid) {
             fi
         od;
         /* the last bytes, @map framebus/_ring.py: SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta)) */
-        /* then @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes first (memcpy SFENCEs its streaming stores) */
+        /* then @map framebus/_atomic.c: full_fence();  /* frame bytes first, copy_frame's streaming stores too (MFENCE) */
 #ifndef MUT_PUBLISH_RELAXED
         /* @map framebus/_atomic.c: __atomic_store_n(state, seq, __ATOMIC_RELEASE); */
         atomic { content[g * S + s] = FRAME(seq + 1, wid); state[g * S + s] = seq + 1; wslot[g] = 0 };

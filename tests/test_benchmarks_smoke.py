@@ -31,3 +31,13 @@ def test_a_missing_peer_makes_its_checks_not_applicable_rather_than_passing() ->
     assert verdicts["1080p view p50 / iceoryx2 view p50"] == "n/a"
     assert verdicts["1080p publish() fps / memcpy fps"] == "PASS"
     assert verdicts["writer rate, 4 stopped readers / solo"] == "PASS"
+
+
+def test_a_case_of_several_streams_joins_each_subscriber_to_its_own_stream() -> None:
+    case = Case("framebus", "640x480", 1, "view", 30.0, seconds=1.0, streams=2)
+    result = run_case(case, multiprocessing.get_context("spawn"))
+    assert "error" not in result, result["error"]
+    assert result["published"] >= 40  # ~30 per stream in the 1 s window
+    assert result["missed_pct"] < 50  # a subscriber joined to the other stream's seqs would miss ~all
+    assert 0 < result["lat_p50"] < 1e6  # latencies from the wrong stream's stamps would be off by ms
+    assert 0 < result["total_cpu_pct"] < 200  # 2 cores at most

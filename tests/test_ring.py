@@ -6,9 +6,13 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+import pytest
+
 import framebus
+from framebus._atomic import copy_frame
 from framebus._layout import LATEST, WAITERS
-from framebus._ring import pack_latest, unpack_latest
+from framebus._ring import STREAM_COPY_MIN, pack_latest, unpack_latest
 from framebus.testing import frame_is_intact, tagged_frame
 
 SHAPE = (8, 8)
@@ -150,3 +154,30 @@ def test_a_closed_read_port_pins_nothing(name: str) -> None:
         sub._att.port.close()
         assert sub._att.port.wait(0, 0.0, None) is None and sub._att.port.take(0, None) is None
         assert pub._ring.words.load(sub._att.hold) == 0
+
+
+def test_copy_frame_copies_every_byte_whatever_the_alignment() -> None:
+    # streaming stores run on 16-byte-aligned 64-byte blocks: check the head and tail around them
+    src = np.random.default_rng(0).integers(1, 256, 4096 + 200, np.uint8)  # no zero byte
+    for start, length in [(0, 4096), (3, 4000), (17, 129), (1, 63), (5, 0)]:
+        dst = np.zeros(length + 64, np.uint8)
+        copy_frame(dst[start : start + length], src[7 : 7 + length])
+        assert np.array_equal(dst[start : start + length], src[7 : 7 + length])
+        assert not dst[:start].any() and not dst[start + length :].any()  # nothing outside
+    with pytest.raises(ValueError, match="bytes into"):
+        copy_frame(np.zeros(10, np.uint8), np.zeros(11, np.uint8))
+    with pytest.raises(ValueError, match="contiguous"):
+        copy_frame(np.zeros(8, np.uint8)[::2], np.zeros(4, np.uint8))  # not contiguous
+
+
+def test_big_frames_arrive_intact_whether_contiguous_or_not(name: str) -> None:
+    shape = (1080, 1920, 3)  # above STREAM_COPY_MIN: the streaming copy
+    assert shape[0] * shape[1] * shape[2] >= STREAM_COPY_MIN
+    rng = np.random.default_rng(1)
+    with framebus.Publisher(name, shape) as pub, framebus.Subscriber(name, copy=True) as sub:
+        frame = rng.integers(0, 255, shape, np.uint8)
+        pub.publish(frame)
+        assert np.array_equal(sub.wait(5.0).array, frame)
+        strided = rng.integers(0, 255, (1080, 1920, 6), np.uint8)[:, :, ::2]  # the fallback copy
+        pub.publish(strided)
+        assert np.array_equal(sub.wait(5.0).array, strided)

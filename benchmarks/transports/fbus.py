@@ -13,7 +13,7 @@ from framebus.testing import unique_name
 
 NAME = "framebus"
 MODES = ("view", "copy")
-SLOTS = 6  # the default: serves 4 zero-copy holders
+SLOTS = 6  # the default: serves 4 zero-copy holders (more subscribers: slots = subscribers + 2)
 
 
 def endpoint(case: Any, ctx: Any) -> str:
@@ -28,7 +28,8 @@ def cleanup(name: str) -> None:
 
 class _Writer:
     def __init__(self, name: str, case: Any) -> None:
-        self._pub = framebus.Publisher(name, case.shape, "uint8", slots=SLOTS, fps=case.fps)
+        slots = max(SLOTS, case.subscribers + 2) if case.mode == "view" else SLOTS
+        self._pub = framebus.Publisher(name, case.shape, "uint8", slots=slots, fps=case.fps)
         self._loan: contextlib.AbstractContextManager[np.ndarray[Any, Any]] | None = None
 
     def buffer(self) -> np.ndarray[Any, Any]:

@@ -1,9 +1,13 @@
-"""iceoryx2's Python binding: loaned slices, subscriber buffer 1, safe overflow, an event service to wake.
+"""iceoryx2's Python binding at its fastest: a fixed-size payload, subscriber buffer 1, safe overflow.
 
-The writer loans a slice of the whole frame size, fills all of it, sets the seq in a user header,
-sends, then notifies the event service; readers sleep in Listener.timed_wait(), then take the
-sample (with buffer 1 and safe overflow, the newest) and hold it until their next receive (view
-mode) or copy it and release it at once (copy mode).
+The payload type is a fixed-size ctypes array of the frame's bytes (no slice length per sample).
+A sample's payload lives at one of a few fixed addresses in iceoryx2's data segment, so each
+side wraps an address into a numpy array (and its user header into a ctypes struct) once and
+looks it up by `payload_ptr` from then on: per frame, no ctypes cast, no memoryview, no
+np.frombuffer. The writer loans (`loan_uninit`), fills the whole array, sets the seq in the user
+header, sends, then notifies the event service; readers sleep in Listener.timed_wait() with one
+Duration object made once, then take the sample (with buffer 1 and safe overflow, the newest)
+and hold it until their next receive (view mode) or copy it and release it at once (copy mode).
 """
 
 from __future__ import annotations
@@ -43,10 +47,36 @@ def _node() -> Any:
     return builder.create(iox2.ServiceType.Ipc)
 
 
+def _payload_type(case: Any) -> Any:
+    return ctypes.c_uint8 * int(np.prod(case.shape))
+
+
+class _Wrapped:
+    """numpy arrays and headers over payload addresses, each address wrapped once."""
+
+    def __init__(self, case: Any) -> None:
+        self._shape, self._type = case.shape, _payload_type(case)
+        self._arrays: dict[int, np.ndarray[Any, Any]] = {}
+        self._headers: dict[int, _Header] = {}
+
+    def array(self, address: int) -> np.ndarray[Any, Any]:
+        array = self._arrays.get(address)
+        if array is None:
+            array = np.frombuffer(self._type.from_address(address), np.uint8).reshape(self._shape)
+            self._arrays[address] = array
+        return array
+
+    def header(self, address: int) -> _Header:
+        header = self._headers.get(address)
+        if header is None:
+            header = self._headers[address] = _Header.from_address(address)
+        return header
+
+
 def _services(node: Any, name: str, case: Any, create: bool) -> tuple[Any, Any]:
     pubsub = (
         node.service_builder(iox2.ServiceName.new(name))
-        .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+        .publish_subscribe(_payload_type(case))
         .user_header(_Header)
         .enable_safe_overflow(True)
         .subscriber_max_buffer_size(1)
@@ -65,20 +95,17 @@ class _Writer:
     def __init__(self, name: str, case: Any) -> None:
         self._node = _node()
         self._pubsub, self._event = _services(self._node, name, case, create=True)
-        self._shape = case.shape
-        self._nbytes = int(np.prod(case.shape))
-        self._pub = self._pubsub.publisher_builder().initial_max_slice_len(self._nbytes).create()
+        self._wrapped = _Wrapped(case)
+        self._pub = self._pubsub.publisher_builder().create()
         self._notifier = self._event.notifier_builder().create()
         self._sample: Any = None
 
     def buffer(self) -> np.ndarray[Any, Any]:
-        self._sample = self._pub.loan_slice_uninit(self._nbytes)
-        view = self._sample.payload().as_memory_view()
-        array: np.ndarray[Any, Any] = np.frombuffer(view, np.uint8).reshape(self._shape)
-        return array
+        self._sample = self._pub.loan_uninit()
+        return self._wrapped.array(self._sample.payload_ptr)
 
     def send(self, seq: int) -> None:
-        self._sample.user_header().contents.seq = seq
+        self._wrapped.header(self._sample.user_header_ptr).seq = seq
         self._sample.assume_init().send()
         self._sample = None
         self._notifier.notify()
@@ -95,7 +122,8 @@ class _Reader:
         self._pubsub, self._event = _services(self._node, name, case, create=False)
         self._sub = self._pubsub.subscriber_builder().buffer_size(1).create()
         self._listener = self._event.listener_builder().create()
-        self._shape = case.shape
+        self._wrapped = _Wrapped(case)
+        self._timeout: tuple[float, Any] = (-1.0, None)  # the Duration of the last timeout, reused
         self._copy = case.mode == "copy"
         self._held: Any = None
         self.array: np.ndarray[Any, Any] | None = None
@@ -105,12 +133,14 @@ class _Reader:
         # (which would also borrow a third sample while the held one is still out).
         sample = self._sub.receive()
         if sample is None:
-            self._listener.timed_wait(iox2.Duration.from_secs_f64(timeout))
+            if self._timeout[0] != timeout:
+                self._timeout = (timeout, iox2.Duration.from_secs_f64(timeout))
+            self._listener.timed_wait(self._timeout[1])
             sample = self._sub.receive()
             if sample is None:
                 return None
-        seq: int = sample.user_header().contents.seq
-        view = np.frombuffer(sample.payload().as_memory_view(), np.uint8).reshape(self._shape)
+        seq: int = self._wrapped.header(sample.user_header_ptr).seq
+        view = self._wrapped.array(sample.payload_ptr)
         if self._copy:
             self.array = view.copy()
             sample.delete()

@@ -351,6 +351,23 @@ check_copy(void)
     CHECK(port_call(&rp, rp_take, 2, num(0), out_buffer(NBYTES - 1)) == NULL && pending == PyExc_ValueError);
 }
 
+/* copy_frame: streaming stores on x86-64, memcpy elsewhere; odd sizes and offsets too */
+static void
+check_copy_frame(void)
+{
+    PyObject *dst = out_buffer(1000), *src = out_buffer(1000), *args[2] = {dst, src};
+    ((Fake *)dst)->buf = (char *)((Fake *)dst)->buf + 3, ((Fake *)dst)->len = 997;
+    ((Fake *)src)->len = 997;
+    for (int i = 0; i < 997; i++)
+        ((unsigned char *)((Fake *)src)->buf)[i] = (unsigned char)(i * 7);
+    pending = NULL;
+    CHECK(mod_copy_frame(NULL, args, 2) == Py_None);
+    CHECK(memcmp(((Fake *)dst)->buf, ((Fake *)src)->buf, 997) == 0);
+    ((Fake *)src)->len = 996;
+    pending = NULL;
+    CHECK(mod_copy_frame(NULL, args, 2) == NULL && pending == PyExc_ValueError);
+}
+
 static ReadPort waiting_port;
 
 static void *
@@ -424,6 +441,7 @@ main(void)
     check_pin();
     check_copy();
     check_port_wait();
+    check_copy_frame();
     check_sleep_and_wake();
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
