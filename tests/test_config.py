@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -359,3 +360,27 @@ subscribers:
     assert "subscribers[0].crf" in problems and "subscribers[1].listen" in problems
     assert "unknown stream 'nope'" in problems, "names read from the raw data when validation fails"
     assert "(stream 'cam.motion'): a derived stream needs exactly one subscriber" in problems
+
+
+def test_a_fifo_named_as_the_config_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "topology.yaml"
+    os.mkfifo(fifo)  # opened for reading with no writer, a plain open() would block forever
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(fifo)
+
+
+def test_an_alias_bomb_is_refused_before_validation() -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join(levels) + "\nstreams: *a8\n"  # 10**9 values once expanded
+    with pytest.raises(ConfigError, match="aliases expand to more than"):
+        parse_config(text)
+
+
+def test_aliases_of_a_real_topology_still_work() -> None:
+    text = (
+        "streams:\n"
+        "  - &video {name: a, source: {kind: synthetic}, width: 64, height: 24}\n"
+        "  - {<<: *video, name: b}\n"
+    )
+    assert [s.name for s in parse_config(text).streams] == ["a", "b"]

@@ -1,10 +1,17 @@
 """The topology config: pydantic models (one per section) and the loader that reads them from files.
 
-The models describe shapes and per-field rules (:mod:`framebus.config._models`); the loader adds
-what needs the whole document or the machine: cross-references and the /dev/shm budget
-(:mod:`framebus.config._load`). Services read files; the library takes these models.
+The models describe shapes and per-field rules, one module per section (``_streams``,
+``_subscribers``, ``_bridges``, ``_topology``); ``_parse`` turns text into data strictly; the
+loader (``_load``) adds what needs the whole document or the machine: cross-references, groups
+and the /dev/shm budget. Services read files; the library takes these models.
 """
 
+from ._base import RetryPolicy as RetryPolicy
+from ._bridges import BridgeConfig as BridgeConfig
+from ._bridges import BridgeExport as BridgeExport
+from ._bridges import BridgeImport as BridgeImport
+from ._bridges import BridgeMode as BridgeMode
+from ._bridges import FrameEncoding as FrameEncoding
 from ._load import CONFIG_ENV as CONFIG_ENV
 from ._load import SUBSCRIBER_ENV as SUBSCRIBER_ENV
 from ._load import check_groups as check_groups
@@ -13,34 +20,28 @@ from ._load import check_references as check_references
 from ._load import load_config as load_config
 from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
-from ._models import IMU_COLUMNS as IMU_COLUMNS
-from ._models import AnalyzerSubscriber as AnalyzerSubscriber
-from ._models import BridgeConfig as BridgeConfig
-from ._models import BridgeExport as BridgeExport
-from ._models import BridgeImport as BridgeImport
-from ._models import BridgeMode as BridgeMode
-from ._models import CameraSource as CameraSource
-from ._models import CommandSubscriber as CommandSubscriber
-from ._models import DaemonConfig as DaemonConfig
-from ._models import DepthSource as DepthSource
-from ._models import DerivedSource as DerivedSource
-from ._models import FileSource as FileSource
-from ._models import FrameEncoding as FrameEncoding
-from ._models import HttpConfig as HttpConfig
-from ._models import ImuSource as ImuSource
-from ._models import PixelFormat as PixelFormat
-from ._models import RecorderSubscriber as RecorderSubscriber
-from ._models import RestartMode as RestartMode
-from ._models import RetryPolicy as RetryPolicy
-from ._models import SourceConfig as SourceConfig
-from ._models import StreamConfig as StreamConfig
-from ._models import SubscriberConfig as SubscriberConfig
-from ._models import SyntheticSource as SyntheticSource
-from ._models import Topology as Topology
-from ._models import UrlSource as UrlSource
-from ._models import ViewSubscriber as ViewSubscriber
-from ._models import WebSubscriber as WebSubscriber
 from ._paths import check_devices as check_devices
+from ._streams import IMU_COLUMNS as IMU_COLUMNS
+from ._streams import CameraSource as CameraSource
+from ._streams import DepthSource as DepthSource
+from ._streams import DerivedSource as DerivedSource
+from ._streams import FileSource as FileSource
+from ._streams import ImuSource as ImuSource
+from ._streams import PixelFormat as PixelFormat
+from ._streams import SourceConfig as SourceConfig
+from ._streams import StreamConfig as StreamConfig
+from ._streams import SyntheticSource as SyntheticSource
+from ._streams import UrlSource as UrlSource
+from ._subscribers import AnalyzerSubscriber as AnalyzerSubscriber
+from ._subscribers import CommandSubscriber as CommandSubscriber
+from ._subscribers import RecorderSubscriber as RecorderSubscriber
+from ._subscribers import RestartMode as RestartMode
+from ._subscribers import SubscriberConfig as SubscriberConfig
+from ._subscribers import ViewSubscriber as ViewSubscriber
+from ._subscribers import WebSubscriber as WebSubscriber
+from ._topology import DaemonConfig as DaemonConfig
+from ._topology import HttpConfig as HttpConfig
+from ._topology import Topology as Topology
 
 __all__ = [
     "CONFIG_ENV",

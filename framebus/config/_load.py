@@ -1,4 +1,4 @@
-"""Reading a topology file: YAML or TOML to models, cross-references, and the memory budget.
+"""Loading a topology: its text to models, then cross-references, groups and the memory budget.
 
 Every problem found is collected into one :class:`ConfigError` whose message lists them all,
 each prefixed with its field path (``streams[1].source.fourcc``), so one ``framebus check``
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import grp
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .._errors import ConfigError
 from .._names import SHM_DIR, SHM_PREFIX
-from ._models import FrameEncoding, SourceConfig, SubscriberConfig, Topology, kinds
+from ._bridges import FrameEncoding
+from ._parse import parse_toml, parse_yaml, read_text
 from ._paths import check_files, resolve_paths
+from ._streams import SourceConfig
+from ._subscribers import SubscriberConfig
+from ._topology import Topology, kinds
 
 __all__ = [
     "CONFIG_ENV",
@@ -51,12 +53,7 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
     `file` source whose file does not exist is a problem.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_text(path)
     topology = parse_config(text, str(path), toml=path.suffix.lower() == ".toml")
     topology = resolve_paths(topology, path)
     problems = check_groups(topology) + check_files(topology) + check_memory(topology, shm_dir=shm_dir)
@@ -67,7 +64,7 @@ def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topo
 
 def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -> Topology:
     """Parse and validate one topology document (no memory check); ConfigError on any problem."""
-    data = _parse_toml(text, filename) if toml else _parse_yaml(text, filename)
+    data = parse_toml(text, filename) if toml else parse_yaml(text, filename)
     if _too_deep(data):
         raise ConfigError(f"{filename}: nested deeper than {MAX_DEPTH} levels; a topology needs a few")
     if not isinstance(data, dict):
@@ -425,56 +422,3 @@ def _invalid(filename: str, problems: list[str]) -> ConfigError:
     noun = "problem" if len(problems) == 1 else "problems"
     message = f"{filename}: {len(problems)} {noun}:\n" + "\n".join(f"  - {p}" for p in problems)
     return ConfigError(message, tuple(problems))
-
-
-class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml ships no type stubs
-    """A SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        try:
-            hash(key)
-        except TypeError:  # a complex key (`? [a]`): no topology key is a list or a mapping
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value, not a list or mapping", mark
-            ) from None
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
-        seen[key] = True
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _parse_yaml(text: str, filename: str) -> object:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except RecursionError:
-        raise ConfigError(f"{filename}: YAML nested too deeply to read") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"{filename}: YAML syntax error at {where}: {what}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{filename}: YAML error: {exc}") from None
-
-
-def _parse_toml(text: str, filename: str) -> object:
-    if sys.version_info >= (3, 11):
-        import tomllib
-
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{filename}: TOML syntax error: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"{filename}: TOML nested too deeply to read") from None
-    raise ConfigError(f"{filename}: TOML configs need Python 3.11 or later; use YAML")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._models import CameraSource, FileSource, StreamConfig, Topology
+from ._streams import CameraSource, FileSource, StreamConfig
+from ._topology import Topology
 
 __all__ = ["check_devices", "check_files", "resolve_paths"]
 

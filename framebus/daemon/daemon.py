@@ -331,9 +331,10 @@ class Daemon:
         fresh_ns = time.monotonic_ns() - int(interval * 1e9)
         alive = all(s.runner.alive and s.runner.heartbeat_ns >= fresh_ns for s in self._streams.values())
         running = [s for s in now if s.state is StreamState.RUNNING]
-        flowing = all(s.published > before.get(s.name, -1) for s in running)
-        if not (alive and running and flowing):
-            logger.warning("watchdog not pinged: capture loops alive=%s, frames flowing=%s", alive, flowing)
+        flowing = bool(running) and all(s.published > before.get(s.name, -1) for s in running)
+        if not (alive and flowing):
+            logger.warning("watchdog not pinged: capture loops alive=%s, frames flowing=%s (%d of %d "
+                           "streams running)", alive, flowing, len(running), len(now))  # fmt: skip
             return False
         return True
 
