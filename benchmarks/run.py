@@ -1,6 +1,6 @@
 """Run the framebus benchmarks.
 
-    python benchmarks/run.py            # full: every case, 3 runs (about 25 minutes)
+    python benchmarks/run.py            # full: every case and the scaling table, 3 runs (about 33 minutes)
     python benchmarks/run.py --quick    # the cases the targets need, 1 run (under 90 s)
     python benchmarks/run.py --scaling  # 1-16 subscribers of one stream, 1-8 streams (about 3 min)
 

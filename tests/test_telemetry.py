@@ -15,7 +15,9 @@ from framebus.testing import tagged_frame
 from mp import CTX, children, join_ok
 
 SHAPE = (16, 16)
-FAST, SLOW = 0.001, 0.2  # s: capture-to-read latencies the publisher stamps into its frames
+# s: capture-to-read latencies the publisher stamps into its frames; FAST is well above a loaded
+# box's wake-up time, so the estimate is the stamp's bucket and not the scheduler's noise
+FAST, SLOW = 0.02, 0.4
 FAST_FRAMES, SLOW_FRAMES = 60, 3  # 3 of 63 frames is above the 1% tail: p99 lands on SLOW
 
 
@@ -70,7 +72,7 @@ def test_a_reader_process_reports_reads_latency_quantiles_and_how_far_behind_it_
     assert reader.last_read_age_s is not None and reader.last_read_age_s < 30
     assert reader.latency_p50_s is not None and reader.latency_p99_s is not None
     # The estimate is a bucket's middle (within ~12%), plus the wake-up on a busy machine.
-    assert FAST * 0.85 < reader.latency_p50_s < FAST * 1.5 + 0.002
+    assert FAST * 0.85 < reader.latency_p50_s < FAST * 1.15 + 0.01
     assert SLOW * 0.85 < reader.latency_p99_s < SLOW * 1.15 + 0.02
 
 
