@@ -71,6 +71,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
 
 
@@ -175,6 +176,13 @@ class WebSubscriber(_Service):
     streams: list[StreamName] = Field(default_factory=list, description="only these (default: every stream)")
     max_clients: int = Field(default=16, ge=1, le=1024, description="live views served at once")
     quality: int = Field(default=80, ge=10, le=100, description="JPEG quality")
+    allow_hosts: list[HostName] = Field(
+        default_factory=list,
+        description="host names it may be reached by besides IP addresses, localhost and the box's name",
+    )
+    idle_timeout_s: float = Field(
+        default=15.0, gt=0, le=3600, description="close a live view that asks for no frame this long"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -199,9 +207,13 @@ class WebSubscriber(_Service):
             str(self.max_clients),
             "--quality",
             str(self.quality),
+            "--idle-timeout",
+            _seconds(self.idle_timeout_s),
         ]
         for stream in self.streams:
             argv += ["--stream", stream]
+        for host in self.allow_hosts:
+            argv += ["--allow-host", host]
         return argv
 
 
