@@ -231,7 +231,9 @@ def test_bad_names_are_refused_quietly_and_break_nothing(guarded: tuple[Framebus
 
     asyncio.run(scenario())
     wait_until(lambda: streams(port)[video]["viewers"] == 0, 10, "the viewer to leave")
-    wait_until(lambda: len(_subscribers(video)) == 1, 20, "the reaper to stop the feed (only the holder left)")
+    wait_until(
+        lambda: len(_subscribers(video)) == 1, 20, "the reaper to stop the feed (only the holder left)"
+    )
     log = web.output()
     assert "Traceback" not in log and "never retrieved" not in log and "Error handling" not in log, log
 
