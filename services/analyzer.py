@@ -32,7 +32,7 @@ import numpy as np
 
 import framebus
 
-from .events import EventLog
+from .events import MAX_BYTES, EventLog
 from .lifecycle import Stop, configure_logging, frames, subscribe
 
 __all__ = ["MotionDetector", "main"]
@@ -262,6 +262,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-analyze") -> i
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("stream", help="the stream to analyze")
     parser.add_argument("--events", type=Path, help="also append events to this file (JSON lines)")
+    parser.add_argument(
+        "--events-max-mb",
+        type=float,
+        default=MAX_BYTES / 2**20,
+        metavar="MB",
+        help=f"rotate the events file to FILE.1 beyond this size (default {MAX_BYTES / 2**20:g})",
+    )
     parser.add_argument("--publish", metavar="NAME", help="publish annotated frames as this derived stream")
     parser.add_argument(
         "--slots",
@@ -294,7 +301,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-analyze") -> i
     sub = subscribe(args.stream, stop)
     if sub is None:
         return 0
-    log = EventLog(args.events, stdout=not args.quiet)
+    log = EventLog(args.events, stdout=not args.quiet, max_bytes=int(args.events_max_mb * 2**20))
     analyzer = Analyzer(args, log)
     try:
         for frame in frames(sub, stop, idle_s=1.0):

@@ -136,6 +136,9 @@ class AnalyzerSubscriber(_Service):
     kind: Literal["analyzer"]
     stream: StreamName
     events: Path | None = Field(default=None, description="also append the events (JSON lines) to this file")
+    events_max_mb: float = Field(
+        default=10.0, gt=0, le=100_000, description="rotate the events file to FILE.1 beyond this size"
+    )
     publish: StreamName | None = Field(default=None, description="derived stream with motion boxes drawn")
     min_area: int = Field(default=400, ge=1, description="pixels (of the frame) a moving region must cover")
     threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
@@ -162,7 +165,7 @@ class AnalyzerSubscriber(_Service):
             _seconds(self.health_s),
         ]
         if self.events is not None:
-            argv += ["--events", str(self.events)]
+            argv += ["--events", str(self.events), "--events-max-mb", _seconds(self.events_max_mb)]
         if self.publish is not None:
             argv += ["--publish", self.publish]
         return argv
