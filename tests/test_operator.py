@@ -135,6 +135,41 @@ def test_doctor_removes_a_dead_writers_segment_and_leaves_a_live_one(tmp_path: P
         join_ok(writers[live])
 
 
+def test_doctor_leaves_files_that_are_no_framebus_segment_and_prints_their_names_escaped() -> None:
+    base = unique_name("0planted")  # sorts first: shown among the names a not-found error lists
+    escape, newline = f"{base}\x1b[2J\x1b[1;31mFAKE", f"{base}\nFIXED    all good"
+    planted = {
+        f"{base}-empty": b"",
+        f"{base}-noise": os.urandom(100_000),
+        f"{base} a b": b"",
+        escape: b"",
+        newline: b"",
+    }
+    try:
+        for name, data in planted.items():
+            fd = os.open(f"/dev/shm/framebus.{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "wb") as file:
+                file.write(data)
+        for args in ([], ["--fix"]):
+            result = framebus_cli("doctor", *args, *planted)
+            assert "\x1b" not in result.stdout and "FAKE" not in result.stdout.split("\\x1b")[0], (
+                result.stdout
+            )
+            assert not re.search(r"^FIXED", result.stdout, re.MULTILINE), result.stdout
+            assert result.stdout.count(": not a framebus segment (") == len(planted), result.stdout
+            assert "dead writer" not in result.stdout and "run doctor as" not in result.stdout, result.stdout
+            assert "\\x1b[2J\\x1b[1;31mFAKE: not a framebus segment" in result.stdout
+            assert "\\nFIXED    all good: not a framebus segment" in result.stdout
+            for name in planted:
+                assert os.path.exists(f"/dev/shm/framebus.{name}"), f"{name!r} removed"
+        missing = framebus_cli("stat", unique_name("nope"))
+        assert missing.returncode == 1 and "\x1b" not in missing.stderr and "\\x1b[2J" in missing.stderr
+        assert "\\nFIXED" in missing.stderr, missing.stderr
+    finally:
+        for name in planted:
+            os.unlink(f"/dev/shm/framebus.{name}")
+
+
 def _info(name: str) -> framebus.StreamInfo:
     return next(s for s in framebus.streams() if s.name == name)
 
