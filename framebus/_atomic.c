@@ -19,13 +19,16 @@
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
- *   fence()  seq_cst - x86 MFENCE, aarch64 DMB ISH. Also orders the
- *            non-temporal stores glibc's memcpy uses for large copies, which
- *            plain x86 release stores do not.
+ *   fence()  seq_cst - full_fence(): aarch64 DMB ISH; x86-64 MFENCE, written out
+ *            because for a seq-cst fence GCC emits a locked no-op (`lock orq
+ *            $0,(%rsp)`), a full barrier for ordinary write-back memory that
+ *            Intel does not document as ordering non-temporal stores. publish()
+ *            starts with it too, so it orders copy_frame's streaming stores
+ *            before the slot's state and LATEST stores even without their SFENCE.
  *   copy_frame() is no control-word access: it writes a claimed slot's frame
  *            bytes (step 2 of the protocol) with x86 streaming stores, which are
- *            weakly ordered; it ends with SFENCE, and publish()'s seq-cst fence
- *            orders them before the slot's state and LATEST stores in any case.
+ *            weakly ordered; it ends with SFENCE, and publish()'s MFENCE orders
+ *            them before the slot's state and LATEST stores in any case.
  *
  * Offsets are bounds- and alignment-checked on every call, so a corrupted
  * header can produce an exception but never an out-of-bounds access.
@@ -188,10 +191,21 @@ cw_fetch_add(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, v, __ATOMIC_SEQ_CST));
 }
 
+/* A full fence (module comment): MFENCE on x86-64, which orders streaming stores too. */
+static inline void
+full_fence(void)
+{
+#if defined(__x86_64__)
+    __asm__ __volatile__("mfence" ::: "memory");
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 static PyObject *
 cw_fence(ControlWords *self, PyObject *Py_UNUSED(ignored))
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    full_fence();
     Py_RETURN_NONE;
 }
 
@@ -355,7 +369,7 @@ cw_publish(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
     uint64_t *wake = word_at(self, args[4], 8, 1);
     uint64_t *waiters = wake ? word_at(self, args[5], 8, 0) : NULL;
     if (!waiters) return NULL;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* frame bytes, non-temporal stores too, first */
+    full_fence();  /* frame bytes first, copy_frame's streaming stores too (MFENCE) */
     __atomic_store_n(state, seq, __ATOMIC_RELEASE);
     __atomic_store_n(latest, word, __ATOMIC_RELEASE);
     __atomic_fetch_add(wake, 1, __ATOMIC_SEQ_CST);
