@@ -53,6 +53,7 @@ MAX_SEGMENT_BYTES = 1 << 46  # 64 TiB: far beyond any /dev/shm, far below off_t'
 # frame bytes, reader count, holder count, ndim, dtype str, shape[8], name, created (wall ns),
 # writer pid, nominal fps
 _DESCRIPTION = struct.Struct("<4sHHIIQIIQIII4x16s8Q64sQI4xd")
+DESCRIPTION_SIZE = _DESCRIPTION.size  # bytes read_description() looks at
 
 # Control words (8 bytes each, own cache line). Only _ring.py touches them, through _atomic.
 LATEST = 256  # (seq << 8) | slot of the newest complete frame; 0 = nothing published yet
@@ -108,6 +109,9 @@ HEADER_SIZE = 69632  # READERS + MAX_READERS * READER_ENTRY, rounded up to whole
 # is alive: the kernel drops them when the holder dies, whatever its PID or namespace.
 WRITER_LOCK_BYTE = 0
 READER_LOCK_BASE = 1  # reader entry i is owned by whoever locks byte READER_LOCK_BASE + i
+# Whoever removes a dead writer's segment holds this byte exclusively from its check to its
+# unlink, so two removers never interleave (see _segment.remove_if_dead).
+RECLAIM_LOCK_BYTE = READER_LOCK_BASE + MAX_READERS
 assert READERS + MAX_READERS * READER_ENTRY <= HEADER_SIZE and HEADER_SIZE % PAGE == 0
 assert READER_LATENCY_HIST + 2 * LATENCY_BUCKETS * 4 <= READER_ENTRY
 assert SLOT_STATES + MAX_SLOTS * 8 <= READERS

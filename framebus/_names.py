@@ -38,10 +38,23 @@ def shm_path(name: str) -> str:
     return f"{SHM_DIR}/{SHM_PREFIX}{name}"
 
 
+def printable_name(name: str) -> str:
+    """`name` (a file name from /dev/shm, which any local user may plant) fit to print: non-ASCII,
+    control and escape characters as backslash escapes (\\x1b, \\n, \\xff), never raw.
+
+    Everything that prints a name it did not validate goes through here."""
+    return repr(os.fsencode(name))[2:-1]  # b'...' without the b'': \x1b, \n, \xff, ...
+
+
+def listed_names() -> list[str]:
+    """The stream part of every framebus.* file in /dev/shm, sorted, unvalidated (may be anything)."""
+    return sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
+
+
 def not_found_message(name: str) -> str:
     """Why `name` was not found, with the streams that do exist, for StreamNotFound."""
     try:
-        existing = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
+        existing = [printable_name(found) for found in listed_names()]
     except OSError:
         existing = []
     if not existing:

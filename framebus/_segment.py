@@ -21,6 +21,7 @@ else is SegmentForeign: another local user cannot feed us frames by squatting a 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import fcntl
 import grp
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 import posix_ipc
 
 from ._errors import SegmentForeign, SharedMemoryFull, StreamNotFound, WriterBusy
-from ._layout import WRITER_LOCK_BYTE
+from ._layout import RECLAIM_LOCK_BYTE, WRITER_LOCK_BYTE
 from ._names import SHM_DIR, not_found_message, shm_name, shm_path
 
 logger = logging.getLogger(__name__)
@@ -98,19 +99,24 @@ class Segment:
                     f"stream {name!r}: {SHM_DIR} has no free inodes left (too many files in it); "
                     "remove stale files or mount it with a larger nr_inodes="
                 ) from exc
+            # Until we hold the writer lock, a remover may take this fresh, unlocked object for a
+            # dead writer's and unlink it: then our lock fails (it holds the byte) or the name no
+            # longer leads to our inode (checked once locked), and we start over.
             if not try_lock(fd, WRITER_LOCK_BYTE):
-                os.close(fd)  # a racing writer is reclaiming it as stale; start over
+                os.close(fd)
                 continue
             try:
                 _set_access(fd, mode, gid)
                 _reserve(fd, name, size)
-                if os.stat(shm_path(name)).st_ino != os.fstat(fd).st_ino:
-                    raise FileNotFoundError  # unlinked by a racing reclaim before we locked it
+                if inode_at(name) != os.fstat(fd).st_ino:
+                    raise FileNotFoundError  # unlinked by a remover before we locked it
             except FileNotFoundError:
                 os.close(fd)
                 continue
             except BaseException:
-                _unlink_quietly(name)
+                # Our lock keeps removers off our inode, so the name cannot change under us here.
+                if inode_at(name) == os.fstat(fd).st_ino:
+                    _unlink_quietly(name)
                 os.close(fd)
                 raise
             return cls._mapped(name, fd, populate=True)
@@ -135,7 +141,10 @@ class Segment:
             _check_writer_owns(old)
             if old.size == size:
                 if not old.try_lock(WRITER_LOCK_BYTE):
-                    raise WriterBusy(f"stream {name!r} already has a live writer")
+                    if old.lock_holder(WRITER_LOCK_BYTE) == fcntl.F_WRLCK:
+                        raise WriterBusy(f"stream {name!r} already has a live writer")
+                    old.close()  # a remover holds it (shared): it is going; create() waits for that
+                    return None
                 if old.still_named() and fits(old):
                     _set_access(old.fd, _MODE_GROUP if gid is not None else _MODE_PRIVATE, gid)
                     logger.info("stream %r: taking over the segment of a writer that died or left", name)
@@ -193,17 +202,20 @@ class Segment:
         with contextlib.suppress(OSError):
             self.map.madvise(MADV_POPULATE_READ)
 
-    def try_lock(self, byte: int) -> bool:
-        return try_lock(self.fd, byte)
+    def try_lock(self, byte: int, kind: int = fcntl.F_WRLCK) -> bool:
+        return try_lock(self.fd, byte, kind)
 
     def unlock(self, byte: int) -> None:
         fcntl.fcntl(self.fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, byte, 1, 0))
 
     def is_locked(self, byte: int) -> bool:
         """True if another open file description (a live process) holds a lock on `byte`."""
+        return self.lock_holder(byte) != fcntl.F_UNLCK
+
+    def lock_holder(self, byte: int) -> int:
+        """How another open file description holds `byte`: F_WRLCK, F_RDLCK or F_UNLCK (not at all)."""
         probe = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
-        ltype = _FLOCK.unpack(fcntl.fcntl(self.fd, fcntl.F_OFD_GETLK, probe))[0]
-        return bool(ltype != fcntl.F_UNLCK)
+        return int(_FLOCK.unpack(fcntl.fcntl(self.fd, fcntl.F_OFD_GETLK, probe))[0])
 
     def resized(self) -> bool:
         """True if someone changed the object's size since we mapped it (a SIGBUS hazard)."""
@@ -242,46 +254,70 @@ def try_lock(fd: int, byte: int, kind: int = fcntl.F_WRLCK) -> bool:
     return True
 
 
+class Removal(enum.Enum):
+    """What remove_if_dead() found and did."""
+
+    REMOVED = "removed"  # it was a dead writer's segment and we unlinked it
+    GONE = "gone"  # there was none, or another process removed it meanwhile
+    LIVE = "live"  # a live writer holds it (or is creating or taking it over): left alone
+    CONTENDED = "contended"  # another process is removing it right now: left to that one
+
+
+def remove_if_dead(name: str, check: Callable[[Segment], None] | None = None) -> Removal:
+    """Unlink stream `name` if no live writer holds it: the one rule for every remover (a new
+    writer reclaiming the name, `framebus doctor --fix`, the daemon dropping a stream).
+
+    `check(segment)` runs on the very inode about to go, locked, and may raise to keep it (the
+    writer refuses another user's segment, doctor anything that is not a framebus segment).
+    PermissionError or SegmentForeign if we may not open or remove it.
+
+    Why nothing live is ever removed: the name changes only by an unlink, and every unlinker
+    first holds a lock on the inode it unlinks, from its check that the name still leads there
+    until the unlink itself:
+    - a writer (closing, or failing to start) holds the writer byte exclusively;
+    - a remover holds the writer byte shared, which no writer can lock while it is held, and
+      RECLAIM_LOCK_BYTE exclusively, which no other remover can.
+    So while we hold both, nobody else can unlink our inode, hence nobody can create a new
+    segment under the name (creation is exclusive), and the name still leads to the inode we
+    checked when we unlink it. A writer that created that inode but has not locked it yet fails
+    its lock, or finds the name gone once locked, and starts over (Segment.create). A failed
+    writer-byte lock means a writer holds it (LIVE); a failed reclaim-byte lock means another
+    remover is at work (CONTENDED), so a new writer waits for it rather than giving up.
+    """
+    try:
+        old = Segment.open(name, any_owner=True)  # writable: an exclusive lock needs it
+    except StreamNotFound:
+        return Removal.GONE
+    try:
+        if not old.try_lock(WRITER_LOCK_BYTE, fcntl.F_RDLCK):
+            return Removal.LIVE
+        if not old.try_lock(RECLAIM_LOCK_BYTE):
+            return Removal.CONTENDED
+        if check is not None:
+            check(old)
+        if not old.still_named():
+            return Removal.GONE
+        os.unlink(shm_path(name))  # its readers see the name go and let go of their mappings
+        _releasing.note(old.size)
+        return Removal.REMOVED
+    finally:
+        old.close()
+
+
 def _reclaim_stale(name: str) -> None:
-    """Unlink a segment whose writer is dead; raise if a live writer or another user owns it.
-
-    The writer byte stays locked (shared) across the check and the unlink, so a writer that
-    just created the object and has not locked it yet fails its own lock and starts over,
-    instead of both going on as writers.
-    """
-    try:
-        old = Segment.open(name, readonly=True, any_owner=True)
-    except StreamNotFound:
-        return  # vanished meanwhile: just try creating again
-    try:
-        _check_writer_owns(old)
-        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
+    """A new writer's way past an existing segment: remove it if its writer is dead, waiting
+    briefly while another process removes it; WriterBusy if a live writer holds it,
+    SegmentForeign if it is another user's."""
+    deadline = time.monotonic() + RELEASE_GRACE_S
+    while True:
+        outcome = remove_if_dead(name, _check_writer_owns)
+        if outcome is Removal.LIVE:
             raise WriterBusy(f"stream {name!r} already has a live writer")
-        logger.info("stream %r: reclaiming the segment of a writer that died", name)
-        old.unlink()  # its readers see the name go and let go of their mappings
-    finally:
-        old.close()
-
-
-def remove_if_dead(name: str) -> bool:
-    """Unlink stream `name` if no live writer holds it; False (and nothing changes) if one does.
-
-    The same protocol as a new writer's reclaim, for `framebus doctor --fix`: the writer byte
-    stays read-locked across the check and the unlink, so a writer creating the stream right
-    now starts over instead of losing its segment. PermissionError if we may not remove it.
-    """
-    try:
-        old = Segment.open(name, readonly=True, any_owner=True)
-    except StreamNotFound:
-        return True  # gone already
-    try:
-        if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK):
-            return False
-        if old.still_named():
-            os.unlink(shm_path(name))
-        return True
-    finally:
-        old.close()
+        if outcome is Removal.REMOVED:
+            logger.info("stream %r: reclaimed the segment of a writer that died", name)
+        if outcome is not Removal.CONTENDED or time.monotonic() >= deadline:
+            return
+        time.sleep(_RETRY_S)
 
 
 def _check_writer_owns(segment: Segment) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._errors import FramebusError
 from ._layout import MODE_COPY, MODE_VIEW, READER_LOCK_BASE, Layout, writer_pid
-from ._names import SHM_DIR, SHM_PREFIX, validate_name
+from ._names import listed_names, printable_name, validate_name
 from ._ring import Ring, unpack_latest
 from ._segment import Segment
 
@@ -70,16 +69,15 @@ def streams() -> list[StreamInfo]:
 
     A file named like no stream can be (any local user may plant one) is listed with its name
     escaped to printable ASCII and an error, never opened."""
-    names = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
-    return [info for info in map(_describe, names) if info is not None]
+    return [info for info in map(_describe, listed_names()) if info is not None]
 
 
 def _describe(name: str) -> StreamInfo | None:
     try:
         validate_name(name)
     except ValueError:
-        printable = repr(os.fsencode(name))[2:-1]  # b'...' without the b'': \xff, \n, ...
-        return StreamInfo(printable, error="not a framebus stream name; planted by another program?")
+        why = "not a framebus stream name; planted by another program?"
+        return StreamInfo(printable_name(name), error=why)
     try:
         segment = Segment.open(name, readonly=True, any_owner=True)
     except FramebusError as exc:

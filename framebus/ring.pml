@@ -103,7 +103,7 @@
 #define WID(g, n) ((g) == 1 -> 2 : (n))
 
 /* Two segments: 0 is the first writer's (and its replacement's, taken over in place), 1 the
- * replacement's new one (Segment.create after _reclaim_stale unlinks the dead writer's one). */
+ * replacement's new one (Segment.create after remove_if_dead, via _reclaim_stale, unlinks the dead writer's one). */
 byte latest[2];         /* LATEST */
 byte wake[2];           /* WAKE, the futex word */
 byte waiters[2];        /* WAITERS */
@@ -336,7 +336,7 @@ end_wait:
 #if TAKEOVER == 1
     :: atomic { w1_dead && !ready[0] -> /* (in place only: unless nothing was published) */
 #else
-    :: atomic { w1_dead ->  /* only once the first writer's lock is free: @map framebus/_segment.py: if not try_lock(old.fd, WRITER_LOCK_BYTE, fcntl.F_RDLCK): */
+    :: atomic { w1_dead ->  /* only once the first writer's lock is free: @map framebus/_segment.py: if not old.try_lock(WRITER_LOCK_BYTE, fcntl.F_RDLCK): */
 #endif
             wlock[1] = 1; gen[1] = 1; live_gen[1] = 1; ready[1] = 1 };
         writer_body(1, FR2, 2)

@@ -9,7 +9,10 @@
   mean grey level, sharpness the variance of the Laplacian.
 - ``health``: every ``--health`` seconds: frame rate, latency from capture, frames missed.
 
-With ``--publish``, frames with the moving regions boxed are published as a derived stream.
+With ``--publish``, frames with the moving regions boxed are published as a derived stream: a
+ring of ``--slots`` slots readable by ``--group``; under ``framebus run`` both default to that
+stream's entry in the topology, so the ring is the size ``framebus check`` counted. When /dev/shm
+has no room for it, the analyzer says so and tries again later; its events go on meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 import framebus
 
-from .events import EventLog
+from .events import MAX_BYTES, EventLog
 from .lifecycle import Stop, configure_logging, frames, subscribe
 
 __all__ = ["MotionDetector", "main"]
@@ -40,6 +43,8 @@ ANALYSIS_WIDTH = 320  # pixels: motion and quality are judged on a frame scaled 
 BACKGROUND_RATE = 0.05  # weight of each new frame in the running background
 QUALITY_EVERY_S = 1.0
 MAX_BOXES = 16  # largest regions reported per frame
+PUBLISH_RETRY_S = (1.0, 60.0)  # first and longest wait before trying to create the derived ring again
+DEFAULT_SLOTS = 6  # the library's default ring
 _KERNEL = np.ones((3, 3), np.uint8)
 DARK, BRIGHT = 30.0, 225.0  # mean grey level below / above which a frame is too dark / bright
 
@@ -139,6 +144,8 @@ class Analyzer:
         self._problems: list[str] | None = None  # the first check always reports
         self._quality: dict[str, float] = {}
         self._publisher: framebus.Publisher | None = None
+        self._publish_retry_at = 0.0
+        self._publish_backoff = 0.0
         self.events = 0
 
     def handle(self, frame: framebus.Frame) -> None:
@@ -190,14 +197,12 @@ class Analyzer:
 
     def _annotate(self, frame: framebus.Frame, boxes: list[list[int]]) -> None:
         array = frame.array
-        shape = (*array.shape[:2], 3)
-        if self._publisher is None or self._publisher.shape != shape:
-            if self._publisher is not None:
-                self._publisher.close()
-            self._publisher = framebus.Publisher(self.args.publish, shape, "uint8", fps=0.0)
-            logger.info("publishing %r: %r with motion boxes", self.args.publish, self.args.stream)
+        publisher = self._publisher_for((*array.shape[:2], 3))
+        if publisher is None:
+            return
+        shape = publisher.shape
         meta = {"source_seq": frame.seq, "motion": bool(boxes), "boxes": boxes}
-        with self._publisher.loan(meta=meta, timestamp_ns=frame.timestamp_ns) as out:
+        with publisher.loan(meta=meta, timestamp_ns=frame.timestamp_ns) as out:
             if array.ndim == 2:
                 cv2.cvtColor(array, cv2.COLOR_GRAY2BGR, dst=out)
             else:
@@ -205,16 +210,74 @@ class Analyzer:
             for x, y, w, h in boxes:
                 cv2.rectangle(out, (x, y), (x + w, y + h), (0, 0, 255), max(1, shape[1] // 320))
 
+    def _publisher_for(self, shape: tuple[int, ...]) -> framebus.Publisher | None:
+        """The derived stream's publisher for frames of `shape`; None while it cannot be created
+        (e.g. /dev/shm is full: said once per attempt, tried again with backoff)."""
+        if self._publisher is not None and self._publisher.shape == shape:
+            return self._publisher
+        if time.monotonic() < self._publish_retry_at:
+            return None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+        slots, group = self.args.slots, self.args.group
+        try:
+            self._publisher = framebus.Publisher(self.args.publish, shape, "uint8", slots=slots, group=group)
+        except framebus.FramebusError as exc:  # SharedMemoryFull, WriterBusy, ...
+            first, longest = PUBLISH_RETRY_S
+            self._publish_backoff = min(longest, self._publish_backoff * 2 or first)
+            self._publish_retry_at = time.monotonic() + self._publish_backoff
+            logger.error(
+                "cannot publish %r (%d slots): %s; events go on, trying again in %.0f s",
+                self.args.publish, slots, str(exc), self._publish_backoff,
+            )  # fmt: skip
+            return None
+        self._publish_backoff = 0.0
+        logger.info(
+            "publishing %r: %r with motion boxes (%d slots)", self.args.publish, self.args.stream, slots
+        )
+        return self._publisher
+
     def close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
+
+
+def publish_ring(args: argparse.Namespace) -> None:
+    """Fill in --slots and --group of the derived stream from its entry in the topology (when
+    started by ``framebus run``), so the ring is what ``framebus check`` budgeted."""
+    entry = None
+    if args.publish and (args.slots is None or args.group is None):
+        from framebus.config import this_topology
+
+        topology = this_topology()
+        entry = next((s for s in topology.streams if s.name == args.publish), None) if topology else None
+    if args.slots is None:
+        args.slots = entry.slots if entry is not None else DEFAULT_SLOTS
+    if args.group is None and entry is not None:
+        args.group = entry.group
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-analyze") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("stream", help="the stream to analyze")
     parser.add_argument("--events", type=Path, help="also append events to this file (JSON lines)")
+    parser.add_argument(
+        "--events-max-mb",
+        type=float,
+        default=MAX_BYTES / 2**20,
+        metavar="MB",
+        help=f"rotate the events file to FILE.1 beyond this size (default {MAX_BYTES / 2**20:g})",
+    )
     parser.add_argument("--publish", metavar="NAME", help="publish annotated frames as this derived stream")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        choices=range(3, 65),
+        metavar="N",
+        help=f"slots of the --publish ring (default: the topology's, else {DEFAULT_SLOTS})",
+    )
+    parser.add_argument("--group", help="group allowed to read the --publish ring (default: the topology's)")
     parser.add_argument(
         "--min-area", type=int, default=400, help="pixels a moving region must cover (default 400)"
     )
@@ -233,11 +296,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-analyze") -> i
     parser.add_argument("--quiet", action="store_true", help="events to the file only, not stdout")
     args = parser.parse_args(argv)
     configure_logging()
+    publish_ring(args)
     stop = Stop().install()
     sub = subscribe(args.stream, stop)
     if sub is None:
         return 0
-    log = EventLog(args.events, stdout=not args.quiet)
+    log = EventLog(args.events, stdout=not args.quiet, max_bytes=int(args.events_max_mb * 2**20))
     analyzer = Analyzer(args, log)
     try:
         for frame in frames(sub, stop, idle_s=1.0):

@@ -4,6 +4,10 @@ One event per line, e.g. ``{"type": "motion", "stream": "front", "seq": 812, "mo
 "wall_ns": ..., "area": 5120, "boxes": [[x, y, w, h], ...]}``. ``mono_ns`` is the frame's capture
 time on CLOCK_MONOTONIC, the clock every process on the box shares, so a recorder can place the
 event among its own frames.
+
+The file is kept to a size: beyond ``max_bytes`` it is renamed to ``FILE.1`` (replacing the
+previous one) and a new file started. A follower reads the rest of the renamed file through the
+descriptor it holds, then the new one from its start: nothing is lost across a rotation.
 """
 
 from __future__ import annotations
@@ -18,24 +22,36 @@ __all__ = ["EventFollower", "EventLog"]
 
 logger = logging.getLogger(__name__)
 
+MAX_BYTES = 10 * 2**20  # default size of the event file before it is rotated
+
 
 class EventLog:
-    """Appends events to stdout and, optionally, a file (each line flushed at once)."""
+    """Appends events to stdout and, optionally, a file (each line flushed at once), rotated to
+    FILE.1 beyond `max_bytes`."""
 
-    def __init__(self, path: Path | None, *, stdout: bool = True) -> None:
-        self._stdout = stdout
-        self._file: IO[str] | None = None
+    def __init__(self, path: Path | None, *, stdout: bool = True, max_bytes: int = MAX_BYTES) -> None:
+        self._stdout, self._path, self._max_bytes = stdout, path, max_bytes
+        self._file: IO[bytes] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._file = path.open("ab")
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, separators=(",", ":"))
         if self._stdout:
             print(line, flush=True)
         if self._file is not None:
-            self._file.write(line + "\n")
+            data = (line + "\n").encode()
+            if self._file.tell() > 0 and self._file.tell() + len(data) > self._max_bytes:
+                self._rotate()
+            self._file.write(data)
             self._file.flush()
+
+    def _rotate(self) -> None:
+        assert self._file is not None and self._path is not None
+        self._file.close()
+        os.replace(self._path, self._path.with_name(self._path.name + ".1"))
+        self._file = self._path.open("ab")
 
     def close(self) -> None:
         if self._file is not None:

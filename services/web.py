@@ -4,6 +4,11 @@ aiohttp on uvloop, bound to 127.0.0.1:8080 unless told otherwise. ``/`` lists ev
 a live view, its fps, latency and subscribers; ``/snapshot/NAME.jpg`` is its newest frame;
 ``/api/streams`` the same facts as JSON; ``/ws/NAME`` the live view itself.
 
+Only pages of this viewer may use it: a request naming another host (``Host:``, as a DNS
+rebinding attack would) or a WebSocket opened by a page of another origin (``Origin:``) gets 403,
+so no web page open in a browser on the box can watch its cameras. Accepted hosts: IP addresses,
+localhost, this machine's host name and each ``--allow-host``.
+
 A stream is encoded only while someone watches it, once per frame however many watch: one
 :class:`Feed` per watched stream subscribes, renders and JPEG-encodes each new frame, and every
 viewer of it is sent that same JPEG. A viewer asks for the next frame when it has shown the
@@ -15,18 +20,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import re
 import signal
+import socket
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from aiohttp.typedefs import Handler
 
 import framebus
 
@@ -41,6 +52,11 @@ logger = logging.getLogger("framebus.web")
 IDLE_STOP_S = 2.0  # a feed nobody watches stops encoding after this long
 STATUS_EVERY_S = 2.0  # a viewer waiting for a frame hears why this often
 RETRY_S = 0.5  # a missing stream is looked for again this often
+IDLE_TIMEOUT_S = 15.0  # a viewer that asks for no frame this long is closed (its place freed)
+SEND_TIMEOUT_S = 10.0  # a viewer that takes no frame this long (reads nothing) is dropped
+# framebus's stream-name rule (names become /dev/shm files): anything else is refused before
+# it reaches the bus. tests/test_web.py checks it against the library's own pattern.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEADER = struct.Struct(">I")  # live-view message: header length, JSON header, JPEG
 
 
@@ -59,50 +75,73 @@ class Feed:
         self._changed = asyncio.Condition()
         self._renderer = Renderer()
         self._task: asyncio.Task[None] | None = None
-        self._idle_since: float | None = None
+        self.idle_since = 0.0  # (monotonic) when its last viewer left
 
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"feed-{self.name}")
+            self._task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # (never raises: _ended has dealt with how it ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A feed ends only when stopped; anything else is a bug, logged once, never lost silently:
+        its viewers hear of it, and the next viewer starts the feed afresh."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("feed %r failed", self.name, exc_info=exc)
+            self.status = f"the viewer failed on this stream: {exc}"
 
     async def newer_than(self, version: int, timeout: float) -> bool:
         """Wait until a frame newer than `version` is encoded; False on timeout."""
         async with self._changed:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # (not TimeoutError on 3.10)
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.version > version), timeout)
         return self.version > version
 
     async def _run(self) -> None:
-        sub = await self._attach()
-        try:
-            while True:
-                try:
-                    frame = await sub.wait_async(timeout=STATUS_EVERY_S)
-                except framebus.WriterGone:
-                    await self._set_status("the writer is gone; waiting for it")
-                    continue
-                except TimeoutError:
-                    await self._set_status("no new frame (stalled)")
-                    continue
-                await self._encode(frame)
-        finally:
-            sub.close()
+        while True:
+            sub = await self._attach()
+            try:
+                await self._follow(sub)
+            except framebus.FramebusError as exc:  # e.g. a corrupt ring: attach afresh
+                logger.warning("stream %r: %s", self.name, exc)
+                await self._set_status(f"stream error: {exc}")
+            finally:
+                sub.close()
+            await asyncio.sleep(RETRY_S)
 
-    async def _attach(self) -> framebus.Subscriber:
+    async def _follow(self, sub: framebus.Subscriber) -> None:
         while True:
             try:
-                return await asyncio.to_thread(framebus.Subscriber, self.name)
+                frame = await sub.wait_async(timeout=STATUS_EVERY_S)
+            except framebus.WriterGone:
+                await self._set_status("the writer is gone; waiting for it")
+                continue
+            except TimeoutError:
+                await self._set_status("no new frame (stalled)")
+                continue
+            await self._encode(frame)
+
+    async def _attach(self) -> framebus.Subscriber:
+        # Copy mode: each frame is JPEG-encoded anyway, so a private copy costs little, and it
+        # takes none of the ring's few zero-copy holder places (slots - 2), which the analyzer
+        # and recorder of a 4-slot stream already fill.
+        while True:
+            try:
+                return await asyncio.to_thread(framebus.Subscriber, self.name, copy=True)
             except (framebus.StreamNotFound, framebus.WriterGone):
                 await self._set_status("no such stream (yet)")
             except framebus.TooManySubscribers:
                 await self._set_status("the stream has no free subscriber entry")
+            except (framebus.FramebusError, OSError) as exc:  # e.g. no permission: say why
+                await self._set_status(f"cannot read the stream: {exc}")
             await asyncio.sleep(RETRY_S)
 
     async def _encode(self, frame: framebus.Frame) -> None:
@@ -144,8 +183,18 @@ def encode_jpeg(image: np.ndarray[Any, Any], quality: int) -> bytes:
 class Hub:
     """The feeds of watched streams, and the bound on viewers."""
 
-    def __init__(self, quality: int, max_clients: int, allowed: Sequence[str]) -> None:
+    def __init__(
+        self,
+        quality: int,
+        max_clients: int,
+        allowed: Sequence[str],
+        *,
+        hosts: Sequence[str] = (),
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
         self.quality, self.max_clients, self.allowed = quality, max_clients, set(allowed)
+        self.idle_timeout = idle_timeout
+        self.hosts = {h.lower().strip("[]") for h in hosts} | _own_names()
         self.feeds: dict[str, Feed] = {}
         self.encodes: dict[str, int] = {}  # JPEG encodes per stream since start (shown by /api/streams)
         self.clients = 0
@@ -153,7 +202,24 @@ class Hub:
         self._reaper: asyncio.Task[None] | None = None
 
     def visible(self, name: str) -> bool:
-        return not self.allowed or name in self.allowed
+        return NAME.fullmatch(name) is not None and (not self.allowed or name in self.allowed)
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether `host` (a Host header's name, or an Origin's) names this viewer.
+
+        A DNS rebinding attack needs a domain name the attacker controls, so IP addresses are
+        safe; names must be localhost, this machine's or one allowed explicitly."""
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:
+            return False
+        if name in self.hosts or name == "localhost" or name.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     def acquire(self, name: str) -> Feed:
         feed = self.feeds.get(name)
@@ -167,16 +233,20 @@ class Hub:
     def release(self, feed: Feed) -> None:
         feed.viewers -= 1
         self.clients -= 1
+        if feed.viewers == 0:
+            feed.idle_since = time.monotonic()
         if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap_later())
+            self._reaper = asyncio.create_task(self._reap_later(), name="feed-reaper")
 
     async def _reap_later(self) -> None:
         """Stop feeds nobody watched for IDLE_STOP_S (a page reload keeps its feed)."""
-        await asyncio.sleep(IDLE_STOP_S)
-        for name, feed in list(self.feeds.items()):
-            if feed.viewers == 0:
-                del self.feeds[name]
-                await feed.stop()
+        while any(feed.viewers == 0 for feed in self.feeds.values()):
+            await asyncio.sleep(IDLE_STOP_S / 4)
+            now = time.monotonic()
+            for name, feed in list(self.feeds.items()):
+                if feed.viewers == 0 and now - feed.idle_since >= IDLE_STOP_S:
+                    del self.feeds[name]
+                    await feed.stop()
 
     async def close(self) -> None:
         if self._reaper is not None:
@@ -187,7 +257,28 @@ class Hub:
         self.pool.shutdown(wait=True)
 
 
+def _own_names() -> set[str]:
+    """This machine's names, as a browser on the network may call it."""
+    name = socket.gethostname().lower()
+    return {name, f"{name}.local"} if name else set()
+
+
 _HUB = web.AppKey("hub", Hub)
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """403 for a request to another host name (DNS rebinding) or from another site's page."""
+    hub = request.app[_HUB]
+    host = request.headers.get(hdrs.HOST)
+    if host is not None and not hub.host_allowed(host):
+        raise web.HTTPForbidden(
+            text=f"host {host!r} is not served here (start the viewer with --allow-host NAME to allow it)\n"
+        )
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and (host is None or urlsplit(origin).netloc.lower() != host.lower()):
+        raise web.HTTPForbidden(text=f"pages of {origin!r} may not use this viewer\n")
+    return await handler(request)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -222,10 +313,16 @@ async def api_streams(request: web.Request) -> web.Response:
     return web.json_response(items)
 
 
-async def snapshot(request: web.Request) -> web.Response:
+def _served(request: web.Request) -> str:
+    """The stream the request names; 404 for a name that is not a stream name or not served."""
     hub, name = request.app[_HUB], request.match_info["name"]
     if not hub.visible(name):
-        raise web.HTTPNotFound(text=f"stream {name!r} is not served here\n")
+        raise web.HTTPNotFound(text=f"stream {name[:80]!r} is not served here\n")
+    return name
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    hub, name = request.app[_HUB], _served(request)
     feed = hub.feeds.get(name)
     if feed is not None and feed.jpeg:
         jpeg = feed.jpeg
@@ -247,25 +344,14 @@ def _snapshot(name: str, quality: int) -> bytes:
 
 async def live(request: web.Request) -> web.StreamResponse:
     """The live view: the page sends 'next' when ready; it gets the newest frame not yet seen."""
-    hub, name = request.app[_HUB], request.match_info["name"]
-    if not hub.visible(name):
-        raise web.HTTPNotFound(text=f"stream {name!r} is not served here\n")
+    hub, name = request.app[_HUB], _served(request)
     if hub.clients >= hub.max_clients:
         raise web.HTTPServiceUnavailable(text=f"{hub.max_clients} live views already; try again later\n")
-    ws = web.WebSocketResponse(heartbeat=20)
+    ws = web.WebSocketResponse(heartbeat=20, timeout=2.0)
     await ws.prepare(request)
     feed = hub.acquire(name)
     try:
-        sent = 0
-        async for message in ws:
-            if message.type != WSMsgType.TEXT or message.data != "next":
-                continue
-            while not await feed.newer_than(sent, STATUS_EVERY_S):
-                if ws.closed:
-                    return ws
-                await ws.send_str(json.dumps({"status": feed.status}))
-            sent = feed.version
-            await ws.send_bytes(feed.message)
+        await _serve_viewer(request, ws, feed, hub.idle_timeout)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -273,8 +359,35 @@ async def live(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, feed: Feed, idle: float) -> None:
+    """Answer each 'next' with the newest frame; a viewer that stops asking for (`idle` s) or
+    taking (SEND_TIMEOUT_S) frames is closed, so idle clients cannot hold every place."""
+    sent = 0
+    while True:
+        try:
+            message = await ws.receive(timeout=idle)
+        except asyncio.TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle: no frame asked for")
+            return
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+        if message.type != WSMsgType.TEXT or message.data != "next":
+            continue
+        while not await feed.newer_than(sent, STATUS_EVERY_S):
+            if ws.closed:
+                return
+            await ws.send_str(json.dumps({"status": feed.status}))
+        sent = feed.version
+        try:
+            await asyncio.wait_for(ws.send_bytes(feed.message), SEND_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()  # it reads nothing: a close frame would not get through
+            return
+
+
 def make_app(hub: Hub) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[same_origin])
     app[_HUB] = hub
     app.router.add_get("/", index)
     app.router.add_get("/api/streams", api_streams)
@@ -321,13 +434,30 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-web") -> int:
     )
     parser.add_argument("--max-clients", type=int, default=16, help="live views served at once (default 16)")
     parser.add_argument("--quality", type=int, default=80, help="JPEG quality 10-100 (default 80)")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests to this host name (IP addresses, localhost and this machine's "
+        "name always are); others get 403",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"close a live view that asks for no frame this long (default {IDLE_TIMEOUT_S:g})",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     import uvloop
 
     host, port = args.listen
+    hosts = [*args.allow_host, host]
+    hub = Hub(args.quality, args.max_clients, args.stream, hosts=hosts, idle_timeout=args.idle_timeout)
     try:
-        uvloop.run(serve(host, port, Hub(args.quality, args.max_clients, args.stream)))
+        uvloop.run(serve(host, port, hub))
     except OSError as exc:
         print(f"web: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from framebus.bridge import Bridge
 from framebus.bridge._import import Importer
 from framebus.config import BridgeConfig
 
+UINT8 = np.dtype(np.uint8)
 SLOW_TAKE_S = 0.2  # the importer's pretended cost per frame: 5 frames/s against a 100 frames/s source
 
 
@@ -58,3 +59,58 @@ def slow_importer_keeps_latest_only(prefix: str, port: int) -> None:
     assert importer.dropped > 5 * importer.frames, f"drops not counted: {importer}"
     # One slow step at 100 fps is ~20 frames; a queue would have grown to ~250 by now.
     assert max(lags[-50:]) < 60, f"the imported stream fell behind: lags {lags[-50:]}"
+
+
+def importer_survives_malformed_messages(prefix: str, port: int) -> None:
+    """Messages crafted to break the decoder (a shape whose byte count wraps to 0 in int64, one
+    past u64's signed range, a zero dimension, a bad dtype, NaN fps) are counted and dropped; a
+    valid frame sent after them is imported."""
+    import zenoh
+
+    from framebus.bridge import Header
+    from framebus.config import FrameEncoding
+
+    imported = f"{prefix}.in"
+    config = BridgeConfig(
+        name="imp", listen=[f"tcp/127.0.0.1:{port}"],
+        imports=[{"key": f"{prefix}/k", "stream": imported}],  # type: ignore[list-item]
+    )  # fmt: skip
+    peer = zenoh.Config()
+    peer.insert_json5("mode", '"peer"')
+    peer.insert_json5("connect/endpoints", f'["tcp/127.0.0.1:{port}"]')
+    peer.insert_json5("scouting/multicast/enabled", "false")
+
+    def header(shape: tuple[int, ...], dtype: Any = UINT8, fps: float = 30.0) -> bytes:
+        return Header(
+            FrameEncoding.RAW, 1, 1, time.time_ns(), 0, time.time_ns(), fps, shape, dtype, b""
+        ).pack()
+
+    bad = [
+        header((2**32, 2**32)),
+        header((2**63 + 5, 1)),
+        header((0, 4)),
+        header((4,), fps=float("nan")),
+        header((4,)).replace(b"|u1", b"|V1"),
+    ]
+    bridge = Bridge(config)
+    bridge.start()
+    session = zenoh.open(peer)
+    try:
+        deadline = time.monotonic() + 15
+        while not any(s.name == imported for s in framebus.streams()):  # until the link is up
+            assert time.monotonic() < deadline, "no frame was ever imported"
+            session.put(f"{prefix}/k", zenoh.ZBytes(bytes(4)), attachment=header((4,)))
+            time.sleep(0.2)
+        for attachment in bad:
+            session.put(f"{prefix}/k", b"", attachment=attachment)
+            time.sleep(0.1)  # (one at a time: the importer keeps only the newest message)
+        session.put(f"{prefix}/k", zenoh.ZBytes(bytes([7] * 4)), attachment=header((4,)))
+        with framebus.Subscriber(imported) as sub:
+            frame = sub.wait(timeout=10)
+            while frame.array[0] != 7:
+                frame = sub.wait(timeout=10)
+        importer = next(s for s in bridge.stats() if s.direction == "import")
+        assert importer.rejected >= len(bad) and not bridge.failed, importer
+    finally:
+        session.close()
+        bridge.stop()

@@ -23,15 +23,19 @@ Make = Callable[[int], tuple[np.ndarray[Any, Any], dict[str, Any], int | None]]
 class Feeder:
     """Publishes make(0), make(1), ... at `fps` from a thread until closed (a context manager)."""
 
-    def __init__(self, name: str, shape: tuple[int, ...], dtype: str, fps: float, make: Make) -> None:
+    def __init__(
+        self, name: str, shape: tuple[int, ...], dtype: str, fps: float, make: Make, *, slots: int = 6
+    ) -> None:
         self.name, self._fps, self._make = name, fps, make
-        self.publisher = framebus.Publisher(name, shape, dtype, fps=fps)
+        self.publisher = framebus.Publisher(name, shape, dtype, fps=fps, slots=slots)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     @classmethod
-    def synthetic(cls, name: str, width: int = 320, height: int = 240, fps: float = 30) -> Feeder:
+    def synthetic(
+        cls, name: str, width: int = 320, height: int = 240, fps: float = 30, *, slots: int = 6
+    ) -> Feeder:
         """The daemon's synthetic source: each frame stamped with its index and capture time."""
         config = StreamConfig.model_validate(
             {"name": name, "source": {"kind": "synthetic"}, "width": width, "height": height, "fps": fps}
@@ -43,7 +47,7 @@ class Feeder:
             captured = source.read()
             return captured.array, {"i": i}, captured.timestamp_ns
 
-        return cls(name, config.shape(), "uint8", fps, make)
+        return cls(name, config.shape(), "uint8", fps, make, slots=slots)
 
     def _run(self) -> None:
         start = time.monotonic()

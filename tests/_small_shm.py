@@ -201,6 +201,51 @@ def daemon_reload_and_restart() -> None:
         print(f"daemon: reload and restart served the stream with {free_mib():.1f} MiB of 30 free after")
 
 
+def analyzer_publish_when_full() -> None:
+    """Item: a derived ring that does not fit is a logged error, not a crash; the analyzer's
+    events go on, and it publishes once there is room (on a 2 MiB /dev/shm)."""
+    import subprocess
+    import tempfile
+
+    from _daemonproc import wait_until
+    from _feeds import Feeder
+
+    name = unique_name("full")
+    derived = f"{name}.motion"
+    with tempfile.TemporaryDirectory() as folder, Feeder(name, (240, 320), "uint8", 30, _gray):
+        events, log = Path(folder) / "events.jsonl", Path(folder) / "analyzer.log"
+        filler = Path("/dev/shm/filler")
+        filler.write_bytes(b"\0" * int((free_mib() - 0.3) * MIB))  # the 0.7 MiB ring cannot fit
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "framebus_services.analyzer", name, "--publish", derived,
+                 "--slots", "3", "--health", "0.2", "--events", str(events), "--quiet"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                wait_until(lambda: "cannot publish" in log.read_text(), 30, "the error logged")
+                lines = len(events.read_text().splitlines()) if events.exists() else 0
+                wait_until(lambda: len(events.read_text().splitlines()) > lines + 2, 20, "events go on")
+                assert proc.poll() is None, log.read_text()
+                filler.unlink()
+                wait_until(lambda: any(s.name == derived for s in framebus.streams()), 30, "a retry")
+                proc.terminate()
+                assert proc.wait(10) == 0, log.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+                filler.unlink(missing_ok=True)
+        text = log.read_text()
+    assert "Traceback" not in text and "needs 0.7 MiB" in text, text
+    print(next(line for line in text.splitlines() if "cannot publish" in line))
+    print(f"analyzer: {text.count('cannot publish')} logged attempt(s), then published")
+
+
+def _gray(i: int) -> tuple[np.ndarray[Any, Any], dict[str, Any], int | None]:
+    return np.full((240, 320), 40 + i % 100, np.uint8), {}, None
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -209,6 +254,7 @@ SCENARIOS = {
         closed_subscriber_frees_memory,
         inodes_exhausted,
         daemon_reload_and_restart,
+        analyzer_publish_when_full,
     )
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -227,3 +228,67 @@ def lapped_copy_read(name: str) -> None:
             assert att.port.take(0, out) == LAPPED
         finally:
             att.detach()
+
+
+def publish_and_die(name: str, shape: tuple[int, ...]) -> None:
+    """Create stream `name` and die without closing it: a dead writer's segment stays behind."""
+    pub = framebus.Publisher(name, shape)  # (unreferenced, it would be closed and removed at once)
+    os._exit(0 if pub.name == name else 1)
+
+
+def remove_paused_before_unlink(name: str, in_gap: Event, go: Event, results: Queue[Any]) -> None:
+    """remove_if_dead(name), held up between its last check and its unlink until `go` (or 1 s):
+    the window in which a concurrently starting writer must not lose its new segment."""
+    from framebus import _segment
+
+    unlink = os.unlink
+
+    def paused(path: str) -> None:
+        in_gap.set()
+        go.wait(1.0)  # (with one rule for every remover, the writer waits for us instead)
+        unlink(path)
+
+    os.unlink = paused  # type: ignore[assignment]
+    try:
+        results.put(str(_segment.remove_if_dead(name)))
+    finally:
+        os.unlink = unlink
+
+
+def remove_in_a_loop(name: str, stop: Event, results: Queue[Any]) -> None:
+    """Remove stream `name` whenever its writer is dead, as fast as possible, until `stop`."""
+    from framebus import _segment
+
+    calls = 0
+    while not stop.is_set():
+        calls += 1
+        with contextlib.suppress(framebus.FramebusError):
+            _segment.remove_if_dead(name)
+    results.put(calls)
+
+
+def create_and_die_in_a_loop(name: str, seconds: float, results: Queue[Any]) -> None:
+    """Forked writers, one after the other, each creating stream `name` (alternating sizes),
+    checking that the name still leads to its own segment, and dying without closing it.
+    Puts {exit code: count}: 0 fine, 1 its segment was removed under it, 3 WriterBusy."""
+    codes: dict[int, int] = {}
+    end = time.monotonic() + seconds
+    runs = 0
+    while time.monotonic() < end:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                pub = framebus.Publisher(name, (4, 4) if runs % 2 else (64, 64))
+                time.sleep(0.001)  # a live writer, for a moment: removers must leave it alone
+                still = [s.writer_alive for s in framebus.streams() if s.name == name] == [True]
+                code = 0 if still and pub.published == 0 else 1
+            except framebus.WriterBusy:
+                code = 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        codes[code] = codes.get(code, 0) + 1
+        runs += 1
+    results.put(codes)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import grp
 import json
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+from test_memory import run_with_small_shm
 
 import framebus
-from _daemonproc import wait_until
+from _daemonproc import FramebusProcess, wait_until, write_config
 from _feeds import Feeder, service, wait_subscribed
+from framebus.config import CONFIG_ENV, SUBSCRIBER_ENV, parse_config
 from framebus.testing import unique_name
 from framebus_services.segments import list_segments, read_sidecar
 
@@ -146,3 +151,37 @@ def check_clip(clips: Path, name: str, motion: list[dict[str, Any]], scene: Scen
     with av.open(str(segments[0].media)) as container:
         count = sum(1 for _ in container.decode(video=0))
     assert count == len(records)
+
+
+def test_derived_ring_is_the_one_the_topology_budgets(tmp_path: Path) -> None:
+    """Started by `framebus run` (its environment), the analyzer makes the derived ring with the
+    topology's slots and group, the ring `framebus check` counted."""
+    name, scene = unique_name("scene"), Scene()
+    derived, group = f"{name}.motion", grp.getgrgid(os.getgid()).gr_name
+    path = write_config(tmp_path / "topology.yaml", {
+        "streams": [
+            {"name": name, "source": {"kind": "synthetic"}, "width": WIDTH, "height": HEIGHT},
+            {"name": derived, "source": {"kind": "derived"}, "width": WIDTH, "height": HEIGHT,
+             "slots": 3, "group": group},
+        ],
+        "subscribers": [{"kind": "analyzer", "name": "an", "stream": name, "publish": derived}],
+    })  # fmt: skip
+    (entry,) = parse_config(path.read_text()).subscribers
+    argv = [sys.executable if arg == "{python}" else arg for arg in entry.argv()]
+    env = {CONFIG_ENV: str(path), SUBSCRIBER_ENV: "an"}
+    with Feeder(name, (HEIGHT, WIDTH), "uint8", FPS, scene.make):
+        analyzer = FramebusProcess([], tmp_path / "analyze.log", env=env, program=argv)
+        try:
+            wait_until(lambda: any(s.name == derived for s in framebus.streams()), 20, "the derived stream")
+            info = next(s for s in framebus.streams() if s.name == derived)
+            assert info.slots == 3, "the topology's slots, not the default"
+            stat = os.stat(f"/dev/shm/framebus.{derived}")
+            assert stat.st_gid == os.getgid() and stat.st_mode & 0o777 == 0o660, "the topology's group"
+            code, _ = analyzer.stop(signal.SIGTERM, STOP_S)
+        finally:
+            analyzer.close()
+    assert code == 0, analyzer.output()
+
+
+def test_a_full_dev_shm_is_a_logged_error_then_a_retry() -> None:
+    print(run_with_small_shm("analyzer_publish_when_full", options="size=2m"))

@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import framebus
 from _daemonproc import REPO, FramebusProcess, free_port, wait_until, write_config
 from framebus.bridge import Header, WireError
 from framebus.bridge._codec import decode, encode
+from framebus.bridge._wire import MAX_FRAME_BYTES
 from framebus.config import FrameEncoding, StreamConfig, parse_config
 from framebus.testing import SyntheticVideo, decode_stamp, shm_entries, unique_name
 from mp import children, join_ok
@@ -60,12 +63,53 @@ def test_header_round_trip() -> None:
         (header().pack()[:-1], "its fields say"),
         (header().pack() + b"x", "its fields say"),
         (header(dtype=np.dtype("O")).pack(), "plain numbers only"),
-        (header().pack().replace(b"<u2", b"zz9"), "names no numpy dtype"),
+        (header().pack().replace(b"<u2", b"zz9"), "cannot travel"),
+        (header().pack().replace(b"<u2", b"<u3"), "names no numpy dtype"),
+        (header(shape=(2**32, 2**32), dtype=np.dtype("uint8")).pack(), "over the 4294967296-byte limit"),
+        (header(shape=(2**63 + 5, 1)).pack(), "over the"),
+        (header(shape=(0, 4)).pack(), "at least 1"),
+        (header(fps=float("nan")).pack(), "nan fps"),
     ],
 )
 def test_bad_headers_are_typed_errors(data: bytes, message: str) -> None:
     with pytest.raises(WireError, match=message):
         Header.unpack(data)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda shape, dtype, cut, flips: _mangled(header(shape=tuple(shape), dtype=dtype), cut, flips),
+            st.lists(st.integers(0, 2**64 - 1), max_size=10),
+            st.sampled_from([np.dtype(t) for t in ("u1", "<u2", ">i4", "<f8", "?", "<c8", "<M8[s]", "V4")]),
+            st.integers(0, 200),
+            st.lists(st.tuples(st.integers(0, 199), st.integers(0, 255)), max_size=4),
+        ),
+    )
+)
+def test_the_decoder_takes_any_bytes_and_raises_only_wire_errors(data: bytes) -> None:
+    try:
+        parsed = Header.unpack(data)
+    except WireError:
+        return
+    nbytes = parsed.nbytes()
+    assert all(d >= 1 for d in parsed.shape) and nbytes <= MAX_FRAME_BYTES
+    if nbytes <= 1 << 16:
+        assert decode(bytes(nbytes), parsed).shape == parsed.shape
+    with pytest.raises(WireError):
+        decode(bytes(nbytes % 7), parsed) if nbytes > 6 else decode(bytes(nbytes + 1), parsed)
+
+
+def _mangled(header: Header, cut: int, flips: list[tuple[int, int]]) -> bytes:
+    """A header packed, then cut short (beyond its length: whole) and with some bytes replaced."""
+    data = bytearray(header.pack())
+    data = data[: max(cut, 4)] if cut < len(data) else data
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    return bytes(data)
 
 
 def test_raw_codec_is_exact_and_checks_the_size() -> None:
@@ -415,6 +459,13 @@ def test_a_slow_importer_drops_old_frames_and_counts_them() -> None:
 
     with children() as start:
         join_ok(start(slow_importer_keeps_latest_only, unique_name("slow"), free_port()))
+
+
+def test_malformed_messages_from_a_peer_are_counted_and_dropped_not_fatal() -> None:
+    from _bridge_workers import importer_survives_malformed_messages
+
+    with children() as start:
+        join_ok(start(importer_survives_malformed_messages, unique_name("evil"), free_port()))
 
 
 def test_the_bridge_is_a_front_end_of_the_public_api() -> None:

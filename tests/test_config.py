@@ -329,7 +329,7 @@ streams:
 subscribers:
   - {kind: analyzer, name: a, stream: cam, publish: cam.motion, events: ev.jsonl}
   - {kind: recorder, name: r, stream: cam, out: rec, events: ev.jsonl, max_mb: 50, pre_s: 2}
-  - {kind: web, name: w, listen: "0.0.0.0:9000"}
+  - {kind: web, name: w, listen: "0.0.0.0:9000", allow_hosts: [cam.lan], idle_timeout_s: 30}
   - {kind: view, name: v, stream: cam.motion}
 """
     topology = parse_config(text)
@@ -341,6 +341,8 @@ subscribers:
     argv = recorder.argv()
     assert argv[argv.index("--max-mb") + 1] == "50" and argv[argv.index("--pre") + 1] == "2"
     assert web.argv()[web.argv().index("--listen") + 1] == "0.0.0.0:9000" and web.reads == []
+    assert web.argv()[web.argv().index("--allow-host") + 1] == "cam.lan"
+    assert web.argv()[web.argv().index("--idle-timeout") + 1] == "30"
     assert view.argv() == ["{python}", "-m", "framebus_services.view", "cam.motion"]
     assert view.restart.value == "never"
 
@@ -401,3 +403,24 @@ def test_aliases_of_a_real_topology_still_work() -> None:
         "  - {<<: *video, name: b}\n"
     )
     assert [s.name for s in parse_config(text).streams] == ["a", "b"]
+
+
+def test_simulated_config_fits_its_readers_and_states_its_real_size() -> None:
+    import re
+
+    import framebus
+
+    text = (CONFIG_DIR / "simulated.yaml").read_text()
+    topology = parse_config(text, "simulated.yaml")
+    need = sum(framebus.ring_bytes(s.shape(), s.dtype(), s.slots) for s in topology.streams) / 2**20
+    stated = re.search(r"([\d.]+) MiB of /dev/shm in all", text)
+    assert stated is not None and abs(float(stated.group(1)) - need) < 0.1, f"the comment, not {need:.1f} MiB"
+    assert need < 64, "Docker's default /dev/shm"
+    # The analyzer and recorder read zero-copy (one holder place each, of slots - 2); the web
+    # viewer reads copies. The README's own subscriber scripts need a place too.
+    slots = {s.name: s.slots for s in topology.streams}
+    for name in slots:
+        zero_copy = [
+            s for s in topology.subscribers if s.kind in ("analyzer", "recorder", "view") and name in s.reads
+        ]
+        assert len(zero_copy) + 1 <= slots[name] - 2, f"{name}: no holder place left for a script"

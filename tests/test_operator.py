@@ -135,6 +135,41 @@ def test_doctor_removes_a_dead_writers_segment_and_leaves_a_live_one(tmp_path: P
         join_ok(writers[live])
 
 
+def test_doctor_leaves_files_that_are_no_framebus_segment_and_prints_their_names_escaped() -> None:
+    base = unique_name("0planted")  # sorts first: shown among the names a not-found error lists
+    escape, newline = f"{base}\x1b[2J\x1b[1;31mFAKE", f"{base}\nFIXED    all good"
+    planted = {
+        f"{base}-empty": b"",
+        f"{base}-noise": os.urandom(100_000),
+        f"{base} a b": b"",
+        escape: b"",
+        newline: b"",
+    }
+    try:
+        for name, data in planted.items():
+            fd = os.open(f"/dev/shm/framebus.{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "wb") as file:
+                file.write(data)
+        for args in ([], ["--fix"]):
+            result = framebus_cli("doctor", *args, *planted)
+            assert "\x1b" not in result.stdout and "FAKE" not in result.stdout.split("\\x1b")[0], (
+                result.stdout
+            )
+            assert not re.search(r"^FIXED", result.stdout, re.MULTILINE), result.stdout
+            assert result.stdout.count(": not a framebus segment (") == len(planted), result.stdout
+            assert "dead writer" not in result.stdout and "run doctor as" not in result.stdout, result.stdout
+            assert "\\x1b[2J\\x1b[1;31mFAKE: not a framebus segment" in result.stdout
+            assert "\\nFIXED    all good: not a framebus segment" in result.stdout
+            for name in planted:
+                assert os.path.exists(f"/dev/shm/framebus.{name}"), f"{name!r} removed"
+        missing = framebus_cli("stat", unique_name("nope"))
+        assert missing.returncode == 1 and "\x1b" not in missing.stderr and "\\x1b[2J" in missing.stderr
+        assert "\\nFIXED" in missing.stderr, missing.stderr
+    finally:
+        for name in planted:
+            os.unlink(f"/dev/shm/framebus.{name}")
+
+
 def _info(name: str) -> framebus.StreamInfo:
     return next(s for s in framebus.streams() if s.name == name)
 
@@ -182,7 +217,9 @@ def test_metrics_and_doctor_see_subscribers_under_run(tmp_path: Path) -> None:
         missed = [
             s for s in families["framebus_subscriber_frames_missed"].samples if s.labels["stream"] == name
         ]
-        assert missed and missed[0].labels["pid"] == ours[0].labels["pid"]
+        assert missed and missed[0].labels == ours[0].labels and "pid" not in ours[0].labels
+        idle = families["framebus_subscriber_last_read_age_seconds"].samples
+        assert [s.labels for s in idle if s.labels["stream"] == name] == [ours[0].labels], idle
         latency = families["framebus_subscriber_latency_seconds"].samples
         quantiles = {s.labels["quantile"] for s in latency if s.labels["stream"] == name}
         assert quantiles == {"0.5", "0.99"}, latency
@@ -191,12 +228,30 @@ def test_metrics_and_doctor_see_subscribers_under_run(tmp_path: Path) -> None:
         restarts = _samples(families, "framebus_subscriber_restarts", "framebus_subscriber_restarts_total")
         assert restarts[(("subscriber", "crasher"),)] >= 3 and restarts[(("subscriber", "rates"),)] == 0
 
+        # A restarted subscriber keeps its series: they are labelled by name and entry, not by pid.
+        pid = next(s["pid"] for s in http_json(port, "/subscribers") if s["name"] == "rates")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _rates_pid(port) not in (None, pid) and bool(_series(port, name)), 30,
+                   "rates restarted and reading")  # fmt: skip
+        assert _series(port, name) == [ours[0].labels], "a restart started new series"
+
         result = framebus_cli("doctor", "--config", str(config), name)
         assert re.search(r"^PROBLEM\s+subscriber 'crasher' restarted \d+ times \(last exit code 3\)",
                          result.stdout, re.MULTILINE), result.stdout  # fmt: skip
         assert f"OK       stream '{name}': live writer" in result.stdout
         code, _ = run.stop(signal.SIGINT)
         assert code == 0, run.output()
+
+
+def _rates_pid(port: int) -> int | None:
+    return next((s["pid"] for s in http_json(port, "/subscribers") if s["name"] == "rates"), None)
+
+
+def _series(port: int, name: str) -> list[dict[str, str]]:
+    """The label sets of stream `name`'s per-subscriber frames-read series."""
+    families = {f.name: f for f in text_string_to_metric_families(http_get(port, "/metrics")[1])}
+    read = families["framebus_subscriber_frames_read"].samples
+    return [s.labels for s in read if s.labels["stream"] == name and s.name.endswith("_total")]
 
 
 def _restarts(port: int) -> int:

@@ -111,9 +111,13 @@ def test_slow_viewer_gets_the_newest_frame_and_viewers_are_bounded(
 
 async def next_frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     await ws.send_str("next")
+    deadline, status = time.monotonic() + 10, None
     while True:
+        assert time.monotonic() < deadline, f"no frame within 10 s; the viewer says {status}"
         message = await ws.receive(timeout=10)
-        if message.type == aiohttp.WSMsgType.BINARY:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            status = message.data
+        elif message.type == aiohttp.WSMsgType.BINARY:
             (length,) = struct.unpack(">I", message.data[:4])
             header: dict[str, Any] = json.loads(message.data[4 : 4 + length])
             image = cv2.imdecode(np.frombuffer(message.data[4 + length :], np.uint8), cv2.IMREAD_COLOR)
@@ -175,3 +179,127 @@ async def watch(tabs: list[str], port: int, video: str, depth: str) -> None:
         assert streams(port)[video]["viewers"] == 2, "two tabs on one stream"
         assert encoded <= total + 1, f"one encode per frame for both tabs ({encoded} for {total} frames)"
         assert encoded >= total // 2, "and it keeps up"
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[FramebusProcess, int, str]]:
+    """`framebus web` serving every stream, idle viewers closed after 1 s, one extra host name;
+    a 3-slot video stream whose one zero-copy holder place is taken by this test."""
+    video, port = unique_name("webg"), free_port()
+    with Feeder.synthetic(video, fps=20, slots=3), framebus.Subscriber(video) as holder:
+        holder.wait(timeout=10)  # holds a frame: the ring has no holder place left
+        web = service(tmp_path, "web", "web", "--listen", f"127.0.0.1:{port}", "--max-clients", "2",
+                      "--idle-timeout", "1", "--allow-host", "Box.Example")  # fmt: skip
+        try:
+            wait_until(lambda: _answers(port), 20, "the web viewer to listen")
+            yield web, port, video
+            code, _ = web.stop(signal.SIGTERM, STOP_S)
+            assert code == 0, web.output()
+        finally:
+            web.close()
+
+
+def test_live_view_takes_no_zero_copy_holder_place(guarded: tuple[FramebusProcess, int, str]) -> None:
+    _, port, video = guarded
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws/{video}") as ws:
+                header = await next_frame(ws)  # (a status message instead would time out)
+                assert header["seq"] >= 0
+
+    asyncio.run(scenario())
+
+
+BAD_NAMES = ["..%2F..%2Fetc%2Fpasswd", "a%00b", "%ff", "x" * 5000, ".hidden", "a%2Fb"]
+
+
+def test_bad_names_are_refused_quietly_and_break_nothing(guarded: tuple[FramebusProcess, int, str]) -> None:
+    web, port, video = guarded
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            for bad in BAD_NAMES:
+                async with session.get(f"http://127.0.0.1:{port}/snapshot/{bad}.jpg") as response:
+                    assert response.status == 404, (bad, response.status)
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(f"http://127.0.0.1:{port}/ws/{bad}")
+                assert refused.value.status == 404, bad
+            # A viewer that comes and goes: the feed is stopped later by the reaper, still alive.
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws/{video}") as ws:
+                await next_frame(ws)
+
+    asyncio.run(scenario())
+    wait_until(lambda: streams(port)[video]["viewers"] == 0, 10, "the viewer to leave")
+    wait_until(
+        lambda: len(_subscribers(video)) == 1, 20, "the reaper to stop the feed (only the holder left)"
+    )
+    log = web.output()
+    assert "Traceback" not in log and "never retrieved" not in log and "Error handling" not in log, log
+
+
+def _subscribers(name: str) -> list[framebus.SubscriberInfo]:
+    return next(list(s.subscribers) for s in framebus.streams() if s.name == name)
+
+
+def test_name_rule_is_the_library_rule() -> None:
+    from framebus._names import NAME_PATTERN
+    from framebus_services.web import NAME
+
+    assert NAME.pattern == NAME_PATTERN.strip("^$")
+
+
+def test_other_hosts_and_origins_are_refused(guarded: tuple[FramebusProcess, int, str]) -> None:
+    _, port, video = guarded
+    base = f"http://127.0.0.1:{port}"
+
+    async def status(session: aiohttp.ClientSession, path: str, **headers: str) -> int:
+        async with session.get(base + path, headers=headers) as response:
+            return response.status
+
+    async def ws_status(session: aiohttp.ClientSession, **headers: str) -> int:
+        try:
+            async with session.ws_connect(f"{base}/ws/{video}", headers=headers) as ws:
+                await next_frame(ws)
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            for path in ["/", "/api/streams", f"/snapshot/{video}.jpg"]:
+                assert await status(session, path, Host="evil.example.com") == 403, path  # DNS rebinding
+                assert await status(session, path, Host=f"evil.example.com:{port}") == 403, path
+                assert await status(session, path, Host=f"localhost:{port}") == 200, path
+                assert await status(session, path, Host=f"box.example:{port}") == 200, "--allow-host"
+                assert await status(session, path, Host=f"[::1]:{port}") == 200, "IP addresses"
+            assert await ws_status(session, Origin="http://evil.example.com") == 403, "cross-site hijacking"
+            assert await ws_status(session, Origin="null") == 403
+            assert await ws_status(session, Origin=f"http://localhost:{port}") == 403, "not the page's host"
+            assert await ws_status(session, Origin=f"http://127.0.0.1:{port}") == 101, "the viewer's own page"
+            assert await ws_status(session) == 101, "no Origin: not a browser"
+
+    asyncio.run(scenario())
+
+
+def test_idle_viewers_are_closed_and_free_their_place(guarded: tuple[FramebusProcess, int, str]) -> None:
+    _, port, video = guarded
+    url = f"http://127.0.0.1:{port}/ws/{video}"
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            idle = [await session.ws_connect(url) for _ in range(2)]  # never ask for a frame
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url)
+            assert refused.value.status == 503, "--max-clients 2"
+            for ws in idle:
+                message = await ws.receive(timeout=10)  # --idle-timeout 1
+                assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1008, message
+            async with session.ws_connect(url) as ws:
+                for _ in range(3):  # a viewer that keeps asking stays, beyond the idle timeout
+                    await next_frame(ws)
+                    await asyncio.sleep(0.6)
+            for ws in idle:
+                await ws.close()
+
+    asyncio.run(scenario())

@@ -44,7 +44,10 @@ def decode(payload: bytes, header: Header) -> np.ndarray[Any, Any]:
     import cv2
 
     flag = cv2.IMREAD_GRAYSCALE if len(header.shape) == 2 or header.shape[2] == 1 else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+    try:
+        image = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+    except cv2.error as exc:  # a payload OpenCV's decoder chokes on rather than refuses
+        raise WireError(f"frame {header.seq}: not a JPEG image OpenCV can decode") from exc
     if image is None or image.size != int(np.prod(header.shape)):
         got = None if image is None else image.shape
         raise WireError(f"frame {header.seq}: JPEG decodes to {got}, the header says {header.shape}")

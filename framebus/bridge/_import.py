@@ -91,7 +91,7 @@ class Importer:
             header = Header.unpack(attachment.to_bytes())
             array = decode(sample.payload.to_bytes(), header)  # the one copy out of Zenoh
             meta = header.meta_dict()
-        except WireError as exc:
+        except (WireError, ValueError) as exc:  # (ValueError: numpy refusing what slipped past the checks)
             self._reject(exc)
             return
         self._count_link_drops(header.link_seq)

@@ -11,6 +11,8 @@ for the transit part only.
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,10 @@ _FIXED = struct.Struct("<4sBBBBQQqqqdI")
 _ENCODINGS = (FrameEncoding.RAW, FrameEncoding.JPEG)  # index = wire code
 _MAX_NDIM = 8
 _MAX_META = 1 << 20  # bytes: a sanity bound on what a remote may send
+# Bytes of one frame: far beyond any camera's (8K RGB float32 is ~400 MiB), and small enough that
+# a remote cannot make us size a ring it could never fill. Checked in Python ints: no overflow.
+MAX_FRAME_BYTES = 1 << 32
+_DTYPE = re.compile(rb"[<>|=][biuf][0-9]{1,2}")  # numpy's dtype.str of the kinds that travel
 
 
 class WireError(FramebusError):
@@ -60,7 +66,8 @@ class Header:
 
     @classmethod
     def unpack(cls, data: bytes) -> Header:
-        """Parse and check a header; WireError names what is wrong."""
+        """Parse and check a header (anything a remote sends: every field is bounded before use);
+        WireError names what is wrong."""
         if len(data) < _FIXED.size or data[:4] != _MAGIC:
             raise WireError("not a framebus frame header (wrong magic or too short)")
         _magic, code, ndim, dtype_len, _, link_seq, seq, wall, age, send_wall, fps, meta_len = (
@@ -73,6 +80,9 @@ class Header:
             raise WireError(f"header is {len(data)} bytes, its fields say {shape_end + dtype_len + meta_len}")
         shape = struct.unpack_from(f"<{ndim}Q", data, _FIXED.size)
         dtype = _dtype(data[shape_end : shape_end + dtype_len])
+        _check_size(shape, dtype)
+        if not (math.isfinite(fps) and fps >= 0):
+            raise WireError(f"header declares {fps} fps")
         meta = data[shape_end + dtype_len :]
         return cls(_ENCODINGS[code], link_seq, seq, wall, age, send_wall, fps, shape, dtype, meta)
 
@@ -89,13 +99,23 @@ class Header:
         return meta
 
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: exact, never wraps
+
+
+def _check_size(shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    if any(d < 1 for d in shape):
+        raise WireError(f"shape {shape}: every dimension must be at least 1")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_FRAME_BYTES:
+        raise WireError(f"shape {shape} of {dtype} is {nbytes} bytes, over the {MAX_FRAME_BYTES}-byte limit")
 
 
 def _dtype(text: bytes) -> np.dtype[Any]:
+    if not _DTYPE.fullmatch(text):  # before numpy parses bytes a remote sent
+        raise WireError(f"dtype {text!r} cannot travel: plain numbers only (e.g. b'|u1', b'<f4')")
     try:
         dtype = np.dtype(text.decode("ascii"))
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+    except TypeError as exc:  # e.g. b'<u3': no such size
         raise WireError(f"header names no numpy dtype: {text!r}") from exc
     if dtype.kind not in "biuf" or dtype.hasobject:
         raise WireError(f"dtype {dtype} cannot travel: plain numbers only")

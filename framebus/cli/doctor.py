@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import streams
-from .._errors import ConfigError, FramebusError
-from .._layout import WRITER_LOCK_BYTE
-from .._names import SHM_DIR, SHM_PREFIX, shm_path
-from .._segment import Segment, remove_if_dead
+from .._errors import ConfigError, FramebusError, SegmentCorrupt, SegmentForeign
+from .._layout import DESCRIPTION_SIZE, WRITER_LOCK_BYTE, Layout
+from .._names import SHM_DIR, SHM_PREFIX, listed_names, printable_name, shm_path, validate_name
+from .._segment import Removal, Segment, remove_if_dead
 from ._args import Commands
 from ._exit import EXIT_FAILURE, EXIT_OK
 from ._units import DEFAULT_CONFIG
@@ -69,8 +69,7 @@ class _Report:
 def _doctor(args: argparse.Namespace) -> int:
     report = _Report()
     _check_shm(report)
-    names = sorted(f[len(SHM_PREFIX) :] for f in os.listdir(SHM_DIR) if f.startswith(SHM_PREFIX))
-    for name in names:
+    for name in listed_names():
         if not args.streams or name in args.streams:
             _check_segment(report, name, args.fix)
     path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
@@ -90,28 +89,38 @@ def _check_shm(report: _Report) -> None:
 
 
 def _check_segment(report: _Report, name: str, fix: bool) -> None:
-    path = shm_path(name)
+    """One framebus.* file. Any local user may plant one, named anything: its name is printed
+    escaped, and only a valid stream name with a valid header can count as a dead writer's."""
+    shown = f"{SHM_DIR}/{SHM_PREFIX}{printable_name(name)}"
     try:
-        st = os.lstat(path)
+        validate_name(name)
+    except ValueError:
+        report.say("warning", f"{shown}: not a framebus segment (not a stream name); left alone")
+        return
+    try:
+        st = os.lstat(shm_path(name))
     except FileNotFoundError:
         return  # removed while we looked
     if not stat.S_ISREG(st.st_mode):
-        report.say("problem", f"{path} is not a regular file (planted?); framebus refuses it; not touched")
+        report.say("problem", f"{shown} is not a regular file (planted?); framebus refuses it; not touched")
         return
     if st.st_mode & 0o007:
-        _world_access(report, path, st, fix)
+        _world_access(report, shm_path(name), st, fix)
     try:
-        segment = Segment.open(name, readonly=True)
+        segment = Segment.open(name, readonly=True, any_owner=True)
     except FramebusError as exc:
-        report.say("warning", f"{path}: cannot inspect it ({exc}); run doctor as uid {st.st_uid} or root")
+        report.say("warning", f"{shown}: cannot inspect it ({exc}){_run_as(st)}")
         return
     try:
         alive = segment.is_locked(WRITER_LOCK_BYTE)
+        invalid = None if alive else _not_a_segment(segment)
     finally:
         segment.close()
-    if not alive:
+    if invalid:
+        report.say("warning", f"{shown}: not a framebus segment ({invalid}); left alone")
+    elif not alive:
         _stale(report, name, st, fix)
-    elif not os.access(path, os.R_OK | os.W_OK):
+    elif not os.access(shm_path(name), os.R_OK | os.W_OK):
         report.say(
             "problem",
             f"stream {name!r}: you (uid {os.geteuid()}) cannot subscribe: {_owner(st)}; "
@@ -119,6 +128,28 @@ def _check_segment(report: _Report, name: str, fix: bool) -> None:
         )
     else:
         report.say("ok", f"stream {name!r}: live writer, {_owner(st)}")
+
+
+def _not_a_segment(segment: Segment) -> str | None:
+    """Why `segment` is no framebus segment this version can vouch for, or None if it is one."""
+    try:
+        _check_header(segment)
+    except SegmentCorrupt as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _check_header(segment: Segment) -> None:
+    """SegmentCorrupt unless `segment` has a valid header (read with pread: no mapping to SIGBUS)."""
+    size = os.fstat(segment.fd).st_size
+    raw = os.pread(segment.fd, DESCRIPTION_SIZE, 0).ljust(DESCRIPTION_SIZE, b"\0")
+    Layout.read_description(memoryview(raw), size, segment.name)
+
+
+def _run_as(st: os.stat_result) -> str:
+    if os.geteuid() in (0, st.st_uid):
+        return ""  # running as the owner or root already: advice would not help
+    return f"; run doctor as uid {st.st_uid} or root"
 
 
 def _world_access(report: _Report, path: str, st: os.stat_result, fix: bool) -> None:
@@ -135,14 +166,20 @@ def _stale(report: _Report, name: str, st: os.stat_result, fix: bool) -> None:
         report.say("problem", f"{what}; `framebus doctor --fix` removes it")
         return
     try:
-        removed = remove_if_dead(name)
-    except PermissionError:
-        report.say("problem", f"{what}; cannot remove it: run as uid {st.st_uid} or root")
+        # The header is checked again on the very inode removed, under the removal's locks.
+        outcome = remove_if_dead(name, _check_header)
+    except SegmentCorrupt as exc:
+        report.say("warning", f"stream {name!r}: no longer a framebus segment ({exc}); left alone")
         return
-    if removed:
+    except (PermissionError, SegmentForeign) as exc:
+        report.say("problem", f"{what}; cannot remove it ({exc}){_run_as(st)}")
+        return
+    if outcome is Removal.REMOVED:
         report.say("fixed", f"{what}: removed")
-    else:
+    elif outcome is Removal.LIVE:
         report.say("ok", f"stream {name!r}: a writer came back while we looked; left alone")
+    else:
+        report.say("ok", f"stream {name!r}: another process removed it while we looked")
 
 
 def _owner(st: os.stat_result) -> str:

@@ -20,6 +20,7 @@ from ._load import check_references as check_references
 from ._load import load_config as load_config
 from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
+from ._load import this_topology as this_topology
 from ._paths import check_devices as check_devices
 from ._streams import IMU_COLUMNS as IMU_COLUMNS
 from ._streams import CameraSource as CameraSource
@@ -80,4 +81,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "this_subscriber",
+    "this_topology",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "this_subscriber",
+    "this_topology",
 ]
 
 # What `framebus run` (and the systemd subscriber unit) tell each subscriber process it starts.
@@ -81,12 +82,20 @@ def parse_config(text: str, filename: str = "<config>", *, toml: bool = False) -
     return topology
 
 
+def this_topology() -> Topology | None:
+    """The topology this process was started from by ``framebus run``; else None."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        return None
+    return parse_config(Path(path).read_text(encoding="utf-8"), path, toml=path.lower().endswith(".toml"))
+
+
 def this_subscriber() -> SubscriberConfig | None:
     """This process's own entry in the topology, when started by ``framebus run``; else None."""
-    path, name = os.environ.get(CONFIG_ENV), os.environ.get(SUBSCRIBER_ENV)
-    if not path or not name:
+    name = os.environ.get(SUBSCRIBER_ENV)
+    topology = this_topology() if name else None
+    if topology is None:
         return None
-    topology = parse_config(Path(path).read_text(encoding="utf-8"), path, toml=path.lower().endswith(".toml"))
     return next((s for s in topology.subscribers if s.name == name), None)
 
 

@@ -71,6 +71,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
 
 
@@ -138,6 +139,9 @@ class AnalyzerSubscriber(_Service):
     kind: Literal["analyzer"]
     stream: StreamName
     events: Path | None = Field(default=None, description="also append the events (JSON lines) to this file")
+    events_max_mb: float = Field(
+        default=10.0, gt=0, le=100_000, description="rotate the events file to FILE.1 beyond this size"
+    )
     publish: StreamName | None = Field(default=None, description="derived stream with motion boxes drawn")
     min_area: int = Field(default=400, ge=1, description="pixels (of the frame) a moving region must cover")
     threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
@@ -164,7 +168,7 @@ class AnalyzerSubscriber(_Service):
             _seconds(self.health_s),
         ]
         if self.events is not None:
-            argv += ["--events", str(self.events)]
+            argv += ["--events", str(self.events), "--events-max-mb", _seconds(self.events_max_mb)]
         if self.publish is not None:
             argv += ["--publish", self.publish]
         return argv
@@ -178,6 +182,13 @@ class WebSubscriber(_Service):
     streams: list[StreamName] = Field(default_factory=list, description="only these (default: every stream)")
     max_clients: int = Field(default=16, ge=1, le=1024, description="live views served at once")
     quality: int = Field(default=80, ge=10, le=100, description="JPEG quality")
+    allow_hosts: list[HostName] = Field(
+        default_factory=list,
+        description="host names it may be reached by besides IP addresses, localhost and the box's name",
+    )
+    idle_timeout_s: float = Field(
+        default=15.0, gt=0, le=3600, description="close a live view that asks for no frame this long"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -202,9 +213,13 @@ class WebSubscriber(_Service):
             str(self.max_clients),
             "--quality",
             str(self.quality),
+            "--idle-timeout",
+            _seconds(self.idle_timeout_s),
         ]
         for stream in self.streams:
             argv += ["--stream", stream]
+        for host in self.allow_hosts:
+            argv += ["--allow-host", host]
         return argv
 
 

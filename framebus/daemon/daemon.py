@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import Publisher, streams
 from .._errors import ConfigError, FramebusError
-from .._segment import remove_if_dead
+from .._segment import Removal, remove_if_dead
 from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
 from .bridges import bridge_processes
 from .httpapi import HttpApi
@@ -207,12 +207,12 @@ class Daemon:
         """Stop retrying a stream; remove the segment a restart left for it, if still writer-less."""
         self._degraded.pop(name, None)
         try:
-            removed = remove_if_dead(name)
+            outcome = remove_if_dead(name)
         except (FramebusError, OSError) as exc:
-            removed, why = False, str(exc)
+            outcome, why = None, str(exc)
         else:
             why = "a live writer holds it"
-        if not removed:
+        if outcome is Removal.LIVE or outcome is None:
             logger.debug("%s: leaving the segment in place: %s", name, why)
 
     async def _retry_loop(self) -> None:

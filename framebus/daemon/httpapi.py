@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import StatsProvider, StreamsProvider, SubscribersProvider, metrics_registry
@@ -25,6 +26,26 @@ __all__ = ["HttpApi"]
 logger = logging.getLogger(__name__)
 
 _HEALTHY = (StreamState.RUNNING, StreamState.ENDED)
+_SHOWN_CHARS = 200  # of a client's malformed request, in the one line we log about it
+
+
+class _MalformedRequestsInOneLine(logging.Filter):
+    """aiohttp logs a malformed request (an over-long URL or header, garbage) with a traceback:
+    any local client could fill the journal that way. Such a request is the client's problem
+    (it gets its 4xx): one debug line instead. Our own handlers' errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        why = ascii(str(exc.message))[1:-1][:_SHOWN_CHARS]  # one line, escaped, bounded
+        logger.debug("HTTP API: %s: malformed request (%s: %s)", record.getMessage(), type(exc).__name__, why)
+        return False
+
+
+# aiohttp's server messages for our API go through this logger (not the shared aiohttp.server).
+_server_logger = logging.getLogger(f"{__name__}.server")
+_server_logger.addFilter(_MalformedRequestsInOneLine())
 
 
 class HttpApi:
@@ -53,7 +74,9 @@ class HttpApi:
     ) -> None:
         # aiohttp's keep-alive timer runs from the connection's start until a request is complete
         # (then between requests): it bounds the time to send headers as well as idle time.
-        self._runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=header_timeout_s)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, keepalive_timeout=header_timeout_s, logger=_server_logger
+        )
         await self._runner.setup()
         site = _BoundedSite(self._runner, host, port, max_connections)
         try:

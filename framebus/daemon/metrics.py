@@ -21,7 +21,9 @@ __all__ = ["StatsProvider", "StreamsProvider", "SubscribersProvider", "metrics_r
 StatsProvider = Callable[[], Sequence[RunnerStats]]
 StreamsProvider = Callable[[], list[dict[str, Any]]]  # framebus.streams() as dicts
 SubscribersProvider = Callable[[], list[dict[str, Any]]]  # Supervisor.status(); [] under systemd
-_SUBSCRIBER_LABELS = ["stream", "pid", "entry", "mode", "subscriber"]
+# No pid: a restarted subscriber would start a new series each time. Its name (when `framebus run`
+# supervises it) and its reader-table entry (a restart takes its freed entry back) stay the same.
+_SUBSCRIBER_LABELS = ["stream", "entry", "mode", "subscriber"]
 _QUANTILES = (("0.5", "latency_p50_s"), ("0.99", "latency_p99_s"))
 
 
@@ -133,17 +135,17 @@ def _shared_memory_metrics(streams: list[dict[str, Any]], names: dict[int, str])
         writer.add_metric([name], float(bool(info["writer_alive"])))
         worst: dict[str, float] = {}
         for sub in info["subscribers"]:
-            labels = [name, str(sub["pid"]), str(sub["entry"]), str(sub["mode"]), names.get(sub["pid"], "")]
+            labels = [name, str(sub["entry"]), str(sub["mode"]), names.get(sub["pid"], "")]
             read.add_metric(labels, sub["frames_read"])
             missed.add_metric(labels, sub["frames_missed"])
             behind.add_metric(labels, sub["behind"])
+            if sub["last_read_age_s"] is not None:
+                idle.add_metric(labels, round(sub["last_read_age_s"], 4))
+            holding.add_metric(labels, round(sub["holding_s"] or 0.0, 4))
             for quantile, key in _QUANTILES:
                 if sub[key] is not None:
                     latency.add_metric([*labels, quantile], sub[key])
                     worst[quantile] = max(worst.get(quantile, 0.0), sub[key])
         for quantile, value in worst.items():
             stream_latency.add_metric([name, quantile], value)
-            if sub["last_read_age_s"] is not None:
-                idle.add_metric(labels, round(sub["last_read_age_s"], 4))
-            holding.add_metric(labels, round(sub["holding_s"] or 0.0, 4))
     yield from (count, writer, read, missed, behind, latency, stream_latency, idle, holding)
