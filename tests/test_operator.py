@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -133,6 +135,24 @@ def test_doctor_removes_a_dead_writers_segment_and_leaves_a_live_one(tmp_path: P
             assert frame is not None and frame.seq == 1
         stops[live].set()
         join_ok(writers[live])
+
+
+def test_doctor_removes_a_dead_segment_of_another_framebus_version() -> None:
+    """After an upgrade, the old version's leftovers are recognised (our magic) and removable."""
+    name = unique_name("oldver")
+    pub = framebus.Publisher(name, SHAPE)
+    pub.close(remove=False)  # a writer gone, its segment left (as after SIGKILL)
+    path = f"/dev/shm/framebus.{name}"
+    with open(path, "r+b") as segment:
+        segment.seek(4)
+        segment.write(struct.pack("<H", 2))  # layout version 2: an older framebus
+    try:
+        fixed = framebus_cli("doctor", "--fix", name)
+        assert re.search(rf"^FIXED\s+stream '{name}': .*: removed$", fixed.stdout, re.MULTILINE), fixed.stdout
+        assert not os.path.exists(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def test_doctor_leaves_files_that_are_no_framebus_segment_and_prints_their_names_escaped() -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,12 +24,14 @@ from typing import Any
 
 from .. import streams
 from .._errors import ConfigError, FramebusError, SegmentCorrupt, SegmentForeign
-from .._layout import DESCRIPTION_SIZE, WRITER_LOCK_BYTE, Layout
+from .._layout import DESCRIPTION_SIZE, MAGIC, VERSION, WRITER_LOCK_BYTE, Layout
 from .._names import SHM_DIR, SHM_PREFIX, listed_names, printable_name, shm_path, validate_name
 from .._segment import Removal, Segment, remove_if_dead
 from ._args import Commands
 from ._exit import EXIT_FAILURE, EXIT_OK
 from ._units import DEFAULT_CONFIG
+
+_MAGIC_VERSION = struct.Struct("<4sH")  # the first two fields of every framebus layout version
 
 __all__ = ["register"]
 
@@ -140,9 +143,16 @@ def _not_a_segment(segment: Segment) -> str | None:
 
 
 def _check_header(segment: Segment) -> None:
-    """SegmentCorrupt unless `segment` has a valid header (read with pread: no mapping to SIGBUS)."""
+    """SegmentCorrupt unless `segment` has a valid header (read with pread: no mapping to SIGBUS).
+
+    A segment of another framebus version (our magic, another layout version) passes: its
+    writer is gone, and after an upgrade nothing else would ever remove it.
+    """
     size = os.fstat(segment.fd).st_size
     raw = os.pread(segment.fd, DESCRIPTION_SIZE, 0).ljust(DESCRIPTION_SIZE, b"\0")
+    magic, version = _MAGIC_VERSION.unpack_from(raw)
+    if magic == MAGIC and version != VERSION:
+        return
     Layout.read_description(memoryview(raw), size, segment.name)
 
 
