@@ -66,15 +66,25 @@ class _Unit:
     size: int
 
 
-class _Writer(Protocol):
-    @property
-    def frames(self) -> int: ...
-    @property
-    def first_mono_ns(self) -> int: ...
+class _Writer:
+    """An open segment of either kind behind one interface; `write` stores one unit's payload."""
 
-    def write(self, unit: _Unit) -> None: ...
-    def close(self) -> Path: ...
-    def abandon(self) -> None: ...
+    def __init__(self, segment: VideoSegment | ArraySegment, write: Callable[[_Unit], None]) -> None:
+        self._segment, self.write = segment, write
+
+    @property
+    def frames(self) -> int:
+        return self._segment.frames
+
+    @property
+    def first_mono_ns(self) -> int:
+        return self._segment.first_mono_ns
+
+    def close(self) -> Path:
+        return self._segment.close()
+
+    def abandon(self) -> None:
+        self._segment.abandon()
 
 
 class _Track(Protocol):
@@ -86,29 +96,6 @@ class _Track(Protocol):
 
     def units(self, frame: framebus.Frame, record: Record, keyframe: bool) -> list[_Unit]: ...
     def open(self, directory: Path, base: str, header: dict[str, Any]) -> _Writer: ...
-
-
-class _VideoWriter:
-    def __init__(self, segment: VideoSegment) -> None:
-        self._segment = segment
-
-    @property
-    def frames(self) -> int:
-        return self._segment.frames
-
-    @property
-    def first_mono_ns(self) -> int:
-        return self._segment.first_mono_ns
-
-    def write(self, unit: _Unit) -> None:
-        packet, pts = unit.payload
-        self._segment.write(packet, pts, unit.record)
-
-    def close(self) -> Path:
-        return self._segment.close()
-
-    def abandon(self) -> None:
-        self._segment.abandon()
 
 
 class _VideoTrack:
@@ -132,29 +119,7 @@ class _VideoTrack:
         segment = VideoSegment(
             directory, base, {**header, "format": "h264"}, self._encoder.width, self._encoder.height
         )
-        return _VideoWriter(segment)
-
-
-class _ArrayWriter:
-    def __init__(self, segment: ArraySegment) -> None:
-        self._segment = segment
-
-    @property
-    def frames(self) -> int:
-        return self._segment.frames
-
-    @property
-    def first_mono_ns(self) -> int:
-        return self._segment.first_mono_ns
-
-    def write(self, unit: _Unit) -> None:
-        self._segment.write(unit.payload, unit.record)
-
-    def close(self) -> Path:
-        return self._segment.close()
-
-    def abandon(self) -> None:
-        self._segment.abandon()
+        return _Writer(segment, lambda unit: segment.write(unit.payload[0], unit.payload[1], unit.record))
 
 
 class _ArrayTrack:
@@ -166,9 +131,8 @@ class _ArrayTrack:
         return [_Unit(array, record, True, array.nbytes)]
 
     def open(self, directory: Path, base: str, header: dict[str, Any]) -> _Writer:
-        return _ArrayWriter(
-            ArraySegment(directory, base, {**header, "format": "npy"}, self.shape, self.dtype)
-        )
+        segment = ArraySegment(directory, base, {**header, "format": "npy"}, self.shape, self.dtype)
+        return _Writer(segment, lambda unit: segment.write(unit.payload, unit.record))
 
 
 class Recorder:

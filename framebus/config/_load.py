@@ -25,18 +25,6 @@ from ._streams import SourceConfig
 from ._subscribers import RecorderSubscriber, SubscriberConfig
 from ._topology import Topology, kinds
 
-__all__ = [
-    "CONFIG_ENV",
-    "SUBSCRIBER_ENV",
-    "check_groups",
-    "check_memory",
-    "check_references",
-    "load_config",
-    "parse_config",
-    "this_subscriber",
-    "this_topology",
-]
-
 # What `framebus run` (and the systemd subscriber unit) tell each subscriber process it starts.
 CONFIG_ENV = "FRAMEBUS_CONFIG"  # absolute path of the topology file
 SUBSCRIBER_ENV = "FRAMEBUS_SUBSCRIBER"  # the subscriber's name in it
