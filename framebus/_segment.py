@@ -405,10 +405,12 @@ def _reserve(fd: int, name: str, size: int) -> None:
             held = (
                 f" (+{pending / 2**20:.1f} MiB still mapped by readers of removed rings)" if pending else ""
             )
+            used = vfs.f_blocks * vfs.f_frsize - free
+            suggest = -(-(used + size) * 5 // 4 // 2**20)  # MiB, rounded up, with 25% headroom
             raise SharedMemoryFull(
                 f"stream {name!r} needs {size / 2**20:.1f} MiB but {SHM_DIR} has {free / 2**20:.1f} MiB "
-                f"free{held}: use fewer slots or smaller frames, or enlarge /dev/shm "
-                "(Docker: --shm-size=512m)"
+                f"free{held}: use fewer slots or smaller frames, or enlarge {SHM_DIR} to {suggest} MiB "
+                f"('mount -o remount,size={suggest}M {SHM_DIR}'; Docker: '--shm-size={suggest}m')"
             ) from exc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -373,3 +374,15 @@ def test_async_iteration_under_uvloop(name: str) -> None:
     with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
         seqs = uvloop.run(consume(sub, pub))
     assert seqs == [1, 2, 3]
+
+
+def test_a_ring_larger_than_dev_shm_names_the_size_to_give_it(name: str) -> None:
+    """Refused before anything is allocated, with the size /dev/shm needs (not a fixed guess)."""
+    free_mib = os.statvfs("/dev/shm").f_bavail * os.statvfs("/dev/shm").f_frsize / 2**20
+    side = int((free_mib * 2**20 * 2 / 3) ** 0.5) + 1  # one slot alone is 2/3 of what is free
+    with pytest.raises(framebus.SharedMemoryFull) as caught:
+        framebus.Publisher(name, (side, side, 3))
+    suggested = int(re.search(r"--shm-size=(\d+)m", str(caught.value)).group(1))  # type: ignore[union-attr]
+    assert suggested * 2**20 >= framebus.ring_bytes((side, side, 3), "uint8", 6)
+    assert f"mount -o remount,size={suggested}M" in str(caught.value)
+    assert not os.path.exists(f"/dev/shm/framebus.{name}"), "nothing left behind"
