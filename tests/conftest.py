@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
+from pathlib import Path
 
 import pytest
 
+from _daemonproc import NotifySocket
 from framebus.testing import shm_entries, unique_name
 
 
@@ -57,3 +59,11 @@ def no_leaks() -> Iterator[None]:
 @pytest.fixture
 def name() -> str:
     return unique_name()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    """A fake systemd notify socket for a daemon under test (NOTIFY_SOCKET)."""
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()

@@ -7,13 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 
 import framebus
 from _daemonproc import (
@@ -33,13 +31,6 @@ from framebus.daemon.sources.synthetic import decode_stamp
 from framebus.testing import framebus_segments, unique_name
 
 READY_TIMEOUT_S = 20.0
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
 
 
 def systemd_env(notify: NotifySocket, watchdog_s: float = 1.0) -> dict[str, str]:

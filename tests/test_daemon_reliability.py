@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,6 @@ from _daemonproc import NotifySocket, free_port, http_get, http_json, running, w
 from framebus.testing import unique_name
 
 READY_TIMEOUT_S = 20.0
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
 
 
 def synthetic(name: str, **extra: Any) -> dict[str, Any]:
