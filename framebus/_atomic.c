@@ -16,6 +16,8 @@
  *            between a reader announcing a hold and the writer claiming a
  *            slot: each side stores, then loads the other's word, and
  *            sequential consistency guarantees at least one sees the other.
+ *   ReadPort's GEN re-check: an acquire load after every pin or copy, so a frame read
+ *            across another writer's in-place takeover is never delivered as ours.
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
@@ -35,6 +37,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -444,14 +447,113 @@ static PyTypeObject ControlWordsType = {
 };
 
 /*
- * ReadPort: one subscriber's whole read path as single calls (_ring.py's reader steps, in C).
- * Built once per attachment with every offset it will use, all bounds- and alignment-checked
- * there, so a call does no parsing beyond its two arguments. The orderings are those of the
- * single-word operations above:
+ * FrameBase: a frame as a read hands it out. framebus.Frame derives from it (meta decoding,
+ * release(), repr), so a read builds its Frame here, without running any Python code.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *array, *meta_bytes, *meta, *release;
+    unsigned long long seq, timestamp_ns, wall_time_ns, missed, word;
+    char stale;
+} FrameBase;
+
+static int
+fb_traverse(FrameBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->array);
+    Py_VISIT(self->meta_bytes);
+    Py_VISIT(self->meta);
+    Py_VISIT(self->release);
+    return 0;
+}
+
+static int
+fb_clear(FrameBase *self)
+{
+    Py_CLEAR(self->array);
+    Py_CLEAR(self->meta_bytes);
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->release);
+    return 0;
+}
+
+static void
+fb_dealloc(FrameBase *self)
+{
+    PyObject_GC_UnTrack(self);
+    fb_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* FrameBase(array, seq, timestamp_ns, wall_time_ns, meta_bytes, missed, stale, release=None) */
+static int
+fb_init(FrameBase *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"array", "seq", "timestamp_ns", "wall_time_ns", "meta_bytes", "missed",
+                             "stale", "release", NULL};
+    PyObject *array, *meta_bytes, *release = Py_None;
+    unsigned long long seq, timestamp_ns, wall_time_ns, missed;
+    int stale;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKKSKp|O", kwlist, &array, &seq, &timestamp_ns,
+                                     &wall_time_ns, &meta_bytes, &missed, &stale, &release))
+        return -1;
+    fb_clear(self);
+    self->array = Py_NewRef(array);
+    self->meta_bytes = Py_NewRef(meta_bytes);
+    self->release = release == Py_None ? NULL : Py_NewRef(release);
+    self->seq = seq, self->timestamp_ns = timestamp_ns, self->wall_time_ns = wall_time_ns;
+    self->missed = missed, self->word = 0, self->stale = (char)stale;
+    return 0;
+}
+
+static PyMemberDef fb_members[] = {
+    {"array", T_OBJECT_EX, offsetof(FrameBase, array), READONLY,
+     "The pixels or samples: a read-only view into the slot (zero-copy) or the caller's own array."},
+    {"seq", T_ULONGLONG, offsetof(FrameBase, seq), READONLY,
+     "Sequence number, 1 for the first frame of a writer; consecutive per published frame."},
+    {"timestamp_ns", T_ULONGLONG, offsetof(FrameBase, timestamp_ns), READONLY,
+     "Capture time, CLOCK_MONOTONIC ns (comparable with time.monotonic_ns() in any process)."},
+    {"wall_time_ns", T_ULONGLONG, offsetof(FrameBase, wall_time_ns), READONLY,
+     "Capture time, wall clock (CLOCK_REALTIME) ns."},
+    {"missed", T_ULONGLONG, offsetof(FrameBase, missed), READONLY,
+     "Frames published between the previous frame this subscriber returned and this one."},
+    {"stale", T_BOOL, offsetof(FrameBase, stale), 0,
+     "True if the source was stalled or the writer gone when this frame was read."},
+    {"_meta_bytes", T_OBJECT, offsetof(FrameBase, meta_bytes), READONLY, NULL},
+    {"_meta", T_OBJECT, offsetof(FrameBase, meta), 0, NULL},
+    {"_release", T_OBJECT, offsetof(FrameBase, release), 0, NULL},
+    {"_word", T_ULONGLONG, offsetof(FrameBase, word), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject FrameBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "framebus._atomic.FrameBase",
+    .tp_doc = "A frame's array and header; framebus.Frame derives from it.",
+    .tp_basicsize = sizeof(FrameBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)fb_init,
+    .tp_dealloc = (destructor)fb_dealloc,
+    .tp_traverse = (traverseproc)fb_traverse,
+    .tp_clear = (inquiry)fb_clear,
+    .tp_members = fb_members,
+};
+
+/*
+ * ReadPort: one subscriber's whole read path as single calls (_ring.py's reader steps, in C),
+ * from the futex sleep to a ready Frame. Built once per attachment with every offset it will
+ * use, all bounds- and alignment-checked there, plus the slots' array views and the Frame type,
+ * so a call does no parsing beyond its arguments and runs no Python code. The orderings are
+ * those of the single-word operations above:
  *   pin (zero-copy):  word = LATEST (acquire); hold = word (seq-cst); state (seq-cst) == seq, else
  *                     retry from LATEST; then the slot header and meta, stable while held.
  *   copy (seqlock):   word = LATEST (acquire); copy frame, header and meta; fence (seq-cst);
  *                     state (acquire) == seq, else retry from LATEST.
+ *   GEN re-check:     after either, GEN (acquire) must still be the generation the port was
+ *                     attached under: else another writer took the segment over in place, the
+ *                     frame may be the new writer's, so the hold is released and REPLACED (-6)
+ *                     returned (the subscriber reports the change of writer first).
  *   wait:             seen = WAKE (seq-cst), then LATEST: a newer frame is taken at once;
  *                     otherwise WAITERS += 1 (seq-cst), fence, FUTEX_WAIT on WAKE while it equals
  *                     seen (GIL released), WAITERS -= 1, and LATEST once more. (As sleep(): the
@@ -464,15 +566,20 @@ static PyTypeObject ControlWordsType = {
  * close() marks the port closed; a call that wakes up afterwards pins nothing (the flag is read
  * with the GIL held, and close() runs under the GIL too, before the hold is cleared).
  */
+#define REPLACED (-6)
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int has_view;
     int closed;
     int copy;
-    uint64_t *hold, *latest, *wake, *waiters, *stalled;
+    uint64_t *hold, *latest, *wake, *waiters, *stalled, *gen;
+    uint64_t generation;
     char *states, *slots, *entry;
     Py_ssize_t slot_count, stride, frame_offset, frame_nbytes, meta_capacity;
+    PyObject *views;  /* zero-copy: each slot's read-only frame array, built once at attach */
+    PyTypeObject *frame_type;  /* framebus.Frame */
 } ReadPort;
 
 static void
@@ -480,6 +587,8 @@ rp_dealloc(ReadPort *self)
 {
     if (self->has_view)
         PyBuffer_Release(&self->view);
+    Py_XDECREF(self->views);
+    Py_XDECREF(self->frame_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -495,36 +604,52 @@ rp_region(ReadPort *self, Py_ssize_t offset, Py_ssize_t width, Py_ssize_t align)
     return (char *)self->view.buf + offset;
 }
 
-/* ReadPort(buffer, hold, latest, wake, waiters, stalled, states, slot_count, slots, stride,
- *          frame_offset, frame_nbytes, meta_capacity, entry, copy) */
+/* ReadPort(buffer, hold, latest, wake, waiters, stalled, gen, states, slot_count, slots, stride,
+ *          frame_offset, frame_nbytes, meta_capacity, entry, copy, generation, views, frame_type)
+ * views: a tuple of slot_count arrays (zero-copy) or None (copy); frame_type: a FrameBase type. */
 static int
 rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *buffer;
-    Py_ssize_t hold, latest, wake, waiters, stalled, states, slots, entry;
-    if (!PyArg_ParseTuple(args, "Onnnnnnnnnnnnnp", &buffer, &hold, &latest, &wake, &waiters, &stalled,
-                          &states, &self->slot_count, &slots, &self->stride, &self->frame_offset,
-                          &self->frame_nbytes, &self->meta_capacity, &entry, &self->copy))
+    PyObject *buffer, *views, *frame_type;
+    Py_ssize_t hold, latest, wake, waiters, stalled, gen, states, slots, entry, generation;
+    if (!PyArg_ParseTuple(args, "OnnnnnnnnnnnnnnpnOO", &buffer, &hold, &latest, &wake, &waiters, &stalled,
+                          &gen, &states, &self->slot_count, &slots, &self->stride, &self->frame_offset,
+                          &self->frame_nbytes, &self->meta_capacity, &entry, &self->copy, &generation,
+                          &views, &frame_type))
         return -1;
     if (self->has_view) {
         PyBuffer_Release(&self->view);
         self->has_view = 0;
     }
+    Py_CLEAR(self->views);
+    Py_CLEAR(self->frame_type);
     if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
         return -1;
     self->has_view = 1;
     self->closed = 0;
+    self->generation = (uint64_t)generation;
     if (self->slot_count < 1 || self->slot_count > 256 || self->stride <= 0 || self->frame_nbytes < 0
         || self->meta_capacity < 0 || self->frame_offset < 64 + self->meta_capacity
         || self->frame_offset + self->frame_nbytes > self->stride) {
         PyErr_SetString(PyExc_ValueError, "read port: inconsistent slot geometry");
         return -1;
     }
+    if (self->copy ? views != Py_None : PyTuple_Size(views) != self->slot_count) {
+        PyErr_SetString(PyExc_ValueError, "read port: views must be one array per slot (zero-copy) or None (copy)");
+        return -1;
+    }
+    if (!PyType_Check(frame_type) || !PyType_IsSubtype((PyTypeObject *)frame_type, &FrameBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "read port: frame_type must derive from FrameBase");
+        return -1;
+    }
+    self->views = Py_NewRef(views);
+    self->frame_type = (PyTypeObject *)Py_NewRef(frame_type);
     if (!(self->hold = (uint64_t *)rp_region(self, hold, 8, 8))
         || !(self->latest = (uint64_t *)rp_region(self, latest, 8, 8))
         || !(self->wake = (uint64_t *)rp_region(self, wake, 8, 8))
         || !(self->waiters = (uint64_t *)rp_region(self, waiters, 8, 8))
         || !(self->stalled = (uint64_t *)rp_region(self, stalled, 8, 8))
+        || !(self->gen = (uint64_t *)rp_region(self, gen, 8, 8))
         || !(self->states = rp_region(self, states, 8 * self->slot_count, 8))
         || !(self->slots = rp_region(self, slots, self->stride * self->slot_count, 64))
         || !(self->entry = rp_region(self, entry, READER_ENTRY, 8)))
@@ -532,14 +657,28 @@ rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* (word, timestamp_ns, wall_ns, meta, missed, stalled), or an int error code (< 0) */
-static PyObject *
-rp_result(uint64_t word, const uint64_t *header, PyObject *meta, uint64_t missed, uint64_t stalled)
+/* The Frame of a read of `word` (header: its slot header), or NULL with an exception set.
+ * (Not inlined into rp_pin and rp_copy, so the audit finds each function's orderings.) */
+static __attribute__((noinline)) PyObject *
+rp_frame(ReadPort *self, uint64_t word, const uint64_t *header, PyObject *meta, uint64_t missed,
+         PyObject *array, PyObject *release)
 {
-    if (!meta) return NULL;
-    return Py_BuildValue("(KKKNKO)", (unsigned long long)word, (unsigned long long)header[1],
-                         (unsigned long long)header[2], meta, (unsigned long long)missed,
-                         stalled ? Py_True : Py_False);
+    if (!meta || !array) {
+        Py_XDECREF(meta);
+        return NULL;
+    }
+    FrameBase *frame = (FrameBase *)self->frame_type->tp_alloc(self->frame_type, 0);
+    if (!frame) {
+        Py_DECREF(meta);
+        return NULL;
+    }
+    frame->array = Py_NewRef(array);
+    frame->meta_bytes = meta;
+    frame->release = release == Py_None ? NULL : Py_NewRef(release);
+    frame->seq = word >> 8, frame->timestamp_ns = header[1], frame->wall_time_ns = header[2];
+    frame->missed = missed, frame->word = word;
+    frame->stale = __atomic_load_n(self->stalled, __ATOMIC_ACQUIRE) != 0;
+    return (PyObject *)frame;
 }
 
 static PyObject *
@@ -549,9 +688,17 @@ rp_meta(ReadPort *self, const char *slot, uint64_t len)
     return PyBytes_FromStringAndSize(slot + 64, (Py_ssize_t)len);
 }
 
+/* Clear the hold if it still pins the frame of `word` (see unpin above); true if it did. Not
+ * inlined, so the audit sees its one ordering wherever it is used. */
+static __attribute__((noinline)) int
+rp_release_hold(ReadPort *self, uint64_t word)
+{
+    return __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
 /* Zero-copy: pin the newest frame into the hold (module comment above). */
 static PyObject *
-rp_pin(ReadPort *self, uint64_t last_seq)
+rp_pin(ReadPort *self, uint64_t last_seq, PyObject *release)
 {
     uint64_t previous = 0, word, seq, slot;
     int retried = 0;
@@ -571,18 +718,23 @@ rp_pin(ReadPort *self, uint64_t last_seq)
     const uint64_t *header = (const uint64_t *)base;
     if (header[0] != seq) return PyLong_FromLong(-3);
     if (header[3] > (uint64_t)self->meta_capacity) return PyLong_FromLong(-4);
+    if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation) {
+        rp_release_hold(self, word);  /* (the pin moved the hold: the previous frame is unpinned too) */
+        return PyLong_FromLong(REPLACED);
+    }
     uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 1) : 0;
-    return rp_result(word, header, rp_meta(self, base, header[3]), missed,
-                     __atomic_load_n(self->stalled, __ATOMIC_ACQUIRE));
+    return rp_frame(self, word, header, rp_meta(self, base, header[3]), missed,
+                    PyTuple_GetItem(self->views, (Py_ssize_t)slot), release);
 }
 
 /* A copy reader's tries per read: a writer that overwrites the frame during every copy (big
  * frames on few slots) gets -5 back instead of holding the reader for up to 0.2-0.8 s. */
 #define COPY_ATTEMPTS 4
 
-/* Copy mode: seqlock-copy the newest frame into `out` (module comment above). */
+/* Copy mode: seqlock-copy the newest frame into `out` (module comment above); out_array is
+ * the object whose buffer `out` is, which becomes the Frame's array. */
 static PyObject *
-rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out)
+rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_array)
 {
     uint64_t previous = 0, word, seq, slot, header[4];
     int retried = 0;
@@ -607,25 +759,28 @@ rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out)
         previous = word;
         retried = 1;
     }
-    if (header[0] != seq || header[3] > (uint64_t)self->meta_capacity) {
+    long error = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4
+                 : __atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation ? REPLACED : 0;
+    if (error) {
         Py_DECREF(meta);
-        return PyLong_FromLong(header[0] != seq ? -3 : -4);
+        return PyLong_FromLong(error);
     }
     uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 0) : 0;
-    return rp_result(word, header, meta, missed, __atomic_load_n(self->stalled, __ATOMIC_ACQUIRE));
+    return rp_frame(self, word, header, meta, missed, out_array, Py_None);
 }
 
+/* The arguments every read takes: last_seq, then (after `want - 2` others) out and release. */
 static int
 rp_args(ReadPort *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *name,
         uint64_t *last_seq, Py_buffer *out)
 {
     if (check_nargs(nargs, want, name) < 0 || as_u64(args[0], last_seq) < 0) return -1;
     if (!self->copy) return 0;
-    if (args[want - 1] == Py_None) {
+    if (args[want - 2] == Py_None) {
         PyErr_Format(PyExc_TypeError, "%s(): a copy port needs an output buffer", name);
         return -1;
     }
-    if (PyObject_GetBuffer(args[want - 1], out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (PyObject_GetBuffer(args[want - 2], out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (out->len != self->frame_nbytes) {
         PyErr_Format(PyExc_ValueError, "%s(): output buffer is %zd bytes, frames are %zd", name, out->len,
                      self->frame_nbytes);
@@ -636,28 +791,29 @@ rp_args(ReadPort *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want
 }
 
 static PyObject *
-rp_take_now(ReadPort *self, uint64_t last_seq, Py_buffer *out)
+rp_take_now(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_array, PyObject *release)
 {
     if (self->closed) Py_RETURN_NONE;
-    return self->copy ? rp_copy(self, last_seq, out) : rp_pin(self, last_seq);
+    return self->copy ? rp_copy(self, last_seq, out, out_array) : rp_pin(self, last_seq, release);
 }
 
-/* take(last_seq, out) -> result | None | error code: the newest frame, even if it is last_seq
- * again (then it is not counted as a read). None if nothing is published or the port is closed. */
+/* take(last_seq, out, release) -> Frame | None | error code: the newest frame, even if it is
+ * last_seq again (then it is not counted as a read). None if nothing is published or the port
+ * is closed. `out`: copy mode's array for the frame; `release`: a zero-copy Frame's release. */
 static PyObject *
 rp_take(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t last_seq;
     Py_buffer out = {0};
-    if (rp_args(self, args, nargs, 2, "take", &last_seq, &out) < 0) return NULL;
-    PyObject *result = rp_take_now(self, last_seq, &out);
+    if (rp_args(self, args, nargs, 3, "take", &last_seq, &out) < 0) return NULL;
+    PyObject *result = rp_take_now(self, last_seq, &out, args[1], args[2]);
     if (self->copy) PyBuffer_Release(&out);
     return result;
 }
 
-/* wait(last_seq, timeout_s, out) -> result | None | error code: the newest frame if it is newer
- * than last_seq; else one sleep of at most timeout_s until WAKE changes, then the same check.
- * None if still nothing newer (timeout, a wake-up for another reason, or the port closed). */
+/* wait(last_seq, timeout_s, out, release) -> Frame | None | error code: the newest frame if it
+ * is newer than last_seq; else one sleep of at most timeout_s until WAKE changes, then the same
+ * check. None if still nothing newer (timeout, a wake-up for another reason, or the port closed). */
 static PyObject *
 rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -665,7 +821,7 @@ rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
     struct timespec ts;
     Py_buffer out = {0};
     PyObject *result = NULL;
-    if (rp_args(self, args, nargs, 3, "wait", &last_seq, &out) < 0) return NULL;
+    if (rp_args(self, args, nargs, 4, "wait", &last_seq, &out) < 0) return NULL;
     if (as_timespec(args[1], &ts) < 0) goto done;
     for (int slept = 0;; slept = 1) {
         if (self->closed) {
@@ -674,7 +830,7 @@ rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
         }
         uint64_t seen = __atomic_load_n(self->wake, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(self->latest, __ATOMIC_ACQUIRE) >> 8 > last_seq) {
-            result = rp_take_now(self, last_seq, &out);
+            result = rp_take_now(self, last_seq, &out, args[2], args[3]);
             break;
         }
         if (slept || (ts.tv_sec == 0 && ts.tv_nsec == 0)) {
@@ -698,8 +854,7 @@ rp_unpin(ReadPort *self, PyObject *arg)
 {
     uint64_t word;
     if (as_u64(arg, &word) < 0) return NULL;
-    int cleared = __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-    return PyBool_FromLong(cleared);
+    return PyBool_FromLong(rp_release_hold(self, word));
 }
 
 static PyObject *
@@ -711,9 +866,9 @@ rp_close(ReadPort *self, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef rp_methods[] = {
     {"take", (PyCFunction)(void (*)(void))rp_take, METH_FASTCALL,
-     "The newest frame (pinned, or copied into out), counted unless it is last_seq again."},
+     "The newest Frame (pinned, or copied into out), counted unless it is last_seq again."},
     {"wait", (PyCFunction)(void (*)(void))rp_wait, METH_FASTCALL,
-     "A frame newer than last_seq, sleeping at most once (GIL released) until one is published."},
+     "A Frame newer than last_seq, sleeping at most once (GIL released) until one is published."},
     {"unpin", (PyCFunction)rp_unpin, METH_O, "Clear the hold if it still pins this LATEST word."},
     {"close", (PyCFunction)rp_close, METH_NOARGS, "Pin nothing from now on."},
     {NULL, NULL, 0, NULL},
@@ -722,7 +877,7 @@ static PyMethodDef rp_methods[] = {
 static PyTypeObject ReadPortType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "framebus._atomic.ReadPort",
-    .tp_doc = "One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls.",
+    .tp_doc = "One subscriber's read path (wait, pin or copy, checks, statistics, Frame) as single calls.",
     .tp_basicsize = sizeof(ReadPort),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -827,7 +982,8 @@ layout_constants(void)
 PyMODINIT_FUNC
 PyInit__atomic(void)
 {
-    if (PyType_Ready(&ControlWordsType) < 0 || PyType_Ready(&ReadPortType) < 0)
+    if (PyType_Ready(&ControlWordsType) < 0 || PyType_Ready(&ReadPortType) < 0
+        || PyType_Ready(&FrameBaseType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&atomic_module);
     if (!m) return NULL;
@@ -840,6 +996,12 @@ PyInit__atomic(void)
     Py_INCREF(&ReadPortType);
     if (PyModule_AddObject(m, "ReadPort", (PyObject *)&ReadPortType) < 0) {
         Py_DECREF(&ReadPortType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FrameBaseType);
+    if (PyModule_AddObject(m, "FrameBase", (PyObject *)&FrameBaseType) < 0) {
+        Py_DECREF(&FrameBaseType);
         Py_DECREF(m);
         return NULL;
     }

@@ -1,3 +1,7 @@
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+import numpy as np
 from typing_extensions import Buffer
 
 class ControlWords:
@@ -22,8 +26,36 @@ class ControlWords:
 def copy_frame(dst: object, src: object, /) -> None:
     """Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."""
 
-class ReadPort:
-    """One subscriber's read path (wait, pin or copy, slot header, statistics) as single calls."""
+class FrameBase:
+    """A frame's array and header; framebus.Frame derives from it."""
+
+    array: Final[np.ndarray[Any, Any]]
+    seq: Final[int]
+    timestamp_ns: Final[int]
+    wall_time_ns: Final[int]
+    missed: Final[int]
+    stale: bool
+    _meta_bytes: Final[bytes]
+    _meta: dict[str, Any] | None
+    _release: Callable[[Any], None] | None
+    _word: Final[int]
+
+    def __init__(
+        self,
+        array: np.ndarray[Any, Any],
+        seq: int,
+        timestamp_ns: int,
+        wall_time_ns: int,
+        meta_bytes: bytes,
+        missed: int,
+        stale: bool,
+        release: Callable[[Any], None] | None = None,
+    ) -> None: ...
+
+_F = TypeVar("_F", bound=FrameBase)
+
+class ReadPort(Generic[_F]):
+    """One subscriber's read path (wait, pin or copy, checks, statistics, Frame) as single calls."""
 
     def __init__(
         self,
@@ -33,6 +65,7 @@ class ReadPort:
         wake: int,
         waiters: int,
         stalled: int,
+        gen: int,
         states: int,
         slot_count: int,
         slots: int,
@@ -42,12 +75,13 @@ class ReadPort:
         meta_capacity: int,
         entry: int,
         copy: bool,
+        generation: int,
+        views: tuple[Any, ...] | None,
+        frame_type: type[_F],
         /,
     ) -> None: ...
-    def take(self, last_seq: int, out: object, /) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
-    def wait(
-        self, last_seq: int, timeout: float, out: object, /
-    ) -> tuple[int, int, int, bytes, int, bool] | int | None: ...
+    def take(self, last_seq: int, out: object, release: object, /) -> _F | int | None: ...
+    def wait(self, last_seq: int, timeout: float, out: object, release: object, /) -> _F | int | None: ...
     def unpin(self, word: int, /) -> bool: ...
     def close(self) -> None: ...
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._atomic import ControlWords
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
+from ._frame import Frame
 from ._layout import (
     GEN,
     HEADER_SIZE,
@@ -18,7 +20,7 @@ from ._layout import (
     Layout,
     magic_word,
 )
-from ._ring import PortResult, Read, Ring
+from ._ring import Ring
 from ._segment import Segment
 
 
@@ -34,7 +36,7 @@ class Attachment:
         self.hold = layout.reader_offset(entry) + HOLD
         self.copy = copy
         self.ring.add_reader(entry, os.getpid(), copy)
-        self.port = self.ring.read_port(entry, copy)
+        self.port = self.ring.read_port(entry, copy, generation)
         self._out: np.ndarray[Any, Any] | None = None  # copy mode: the array the next frame lands in
 
     @classmethod
@@ -70,32 +72,34 @@ class Attachment:
         since belongs to the writer we attached to."""
         return self.ring.generation() != self.generation
 
-    def take(self, last_seq: int) -> Read | None:
+    def take(self, last_seq: int, release: Callable[[Frame], None]) -> Frame | int | None:
         """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
-        unless it is `last_seq` again; None if nothing is published yet. One native call."""
-        out = self._copy_out()
-        result = self.port.take(last_seq, out)
-        return None if result is None else self._record(result, out)
+        unless it is `last_seq` again; None if nothing is published yet; a ReadPort code (LAPPED,
+        REPLACED, or a corrupt segment's) if it could not be read. One native call."""
+        if not self.copy:
+            return self.port.take(last_seq, None, release)
+        return self._copied(self.port.take(last_seq, self._copy_out(), None))
 
-    def wait(self, last_seq: int, timeout: float) -> Read | None:
+    def wait(self, last_seq: int, timeout: float, release: Callable[[Frame], None]) -> Frame | int | None:
         """A frame newer than `last_seq`, sleeping at most once, up to `timeout` s, for one; None
-        if there is none then (or the writer woke us for another reason). One native call."""
-        out = self._copy_out()
-        result = self.port.wait(last_seq, timeout, out)
-        return None if result is None else self._record(result, out)
+        if there is none then (or the writer woke us for another reason); a code as take's."""
+        if not self.copy:
+            return self.port.wait(last_seq, timeout, None, release)
+        return self._copied(self.port.wait(last_seq, timeout, self._copy_out(), None))
 
     def unpin(self, word: int) -> None:
         """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
         self.port.unpin(word)
 
-    def _copy_out(self) -> np.ndarray[Any, Any] | None:
-        if self.copy and self._out is None:
+    def _copy_out(self) -> np.ndarray[Any, Any]:
+        if self._out is None:
             self._out = np.empty(self.layout.shape, self.layout.dtype)
         return self._out
 
-    def _record(self, result: PortResult, out: np.ndarray[Any, Any] | None) -> Read:
-        self._out = None  # (a copy's array now belongs to its frame; an error drops it too)
-        return self.ring.read_result(result, out)
+    def _copied(self, result: Frame | int | None) -> Frame | int | None:
+        if isinstance(result, Frame):
+            self._out = None  # (the array now belongs to its frame)
+        return result
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""

@@ -4,52 +4,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from ._atomic import FrameBase
 from ._errors import SegmentCorrupt
 
 JsonDict = dict[str, Any]
 
 
-class Frame:
-    """One frame of a stream.
+class Frame(FrameBase):
+    """One frame of a stream: `array`, `seq`, `timestamp_ns` (capture time, CLOCK_MONOTONIC,
+    comparable with time.monotonic_ns() in any process), `wall_time_ns` (the same on the wall
+    clock), `missed` (frames published between the previous frame this subscriber returned and
+    this one), `stale` (the source was stalled or the writer gone when it was read) and `meta`.
 
     In zero-copy mode `array` is a read-only view into shared memory that stays unchanged
     until this frame is released: by `release()`, or by the subscriber's next
     latest()/wait()/iteration step. In copy mode `array` is the caller's own.
+
+    A read builds it natively (the fields live in the C base type): no Python code runs between
+    the kernel waking the subscriber and the Frame being ready.
     """
 
-    __slots__ = ("_meta", "_meta_bytes", "_release", "array", "missed", "seq", "stale",
-                 "timestamp_ns", "wall_time_ns")  # fmt: skip
-
-    def __init__(
-        self,
-        array: np.ndarray[Any, Any],
-        seq: int,
-        timestamp_ns: int,
-        wall_time_ns: int,
-        meta_bytes: bytes,
-        missed: int,
-        stale: bool,
-        release: Callable[[Frame], None] | None = None,
-    ) -> None:
-        self.array = array
-        #: Sequence number, 1 for the first frame of a writer; consecutive per published frame.
-        self.seq = seq
-        #: Capture time, CLOCK_MONOTONIC ns (comparable with time.monotonic_ns() in any process).
-        self.timestamp_ns = timestamp_ns
-        #: Capture time, wall clock (CLOCK_REALTIME) ns.
-        self.wall_time_ns = wall_time_ns
-        #: Frames published between the previous frame this subscriber returned and this one.
-        self.missed = missed
-        #: True if the source was stalled or the writer gone when this frame was read.
-        self.stale = stale
-        self._meta_bytes = meta_bytes
-        self._meta: JsonDict | None = None
-        self._release = release
+    __slots__ = ()
 
     @property
     def meta(self) -> JsonDict:

@@ -34,19 +34,20 @@ Portability: every control-word access is an _atomic call (C11 atomics), so the 
 holds on weakly ordered aarch64 as on x86-64; no ordering rests on Python stores. The hot
 steps are single compound calls of _atomic doing exactly the sequences above: the writer's
 steps 3-4 (publish), and a reader's whole read (_atomic.ReadPort: the sleep on WAKE, the pin or
-the seqlock copy, the slot header and the reader's statistics), so a frame crosses the
-interpreter once on each side.
+the seqlock copy, the slot header, the generation re-check, the reader's statistics and the
+Frame), so a frame crosses the interpreter once on each side.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from ._atomic import ControlWords, ReadPort, copy_frame
 from ._errors import SegmentCorrupt
+from ._frame import Frame
 from ._layout import (
     COPY_READERS,
     GEN,
@@ -82,31 +83,11 @@ MINUS_ONE = (1 << 64) - 1  # fetch_add of this subtracts one
 # stay in the cache anyway, and skipping the read-for-ownership halves the copy at 1080p (a
 # slot is cold when reused). Smaller frames fit in the cache, where plain stores are faster.
 STREAM_COPY_MIN = 1 << 20  # bytes
-LAPPED = -5  # ReadPort's code: the writer overwrote the frame during each of its copy attempts
-
-
-class Lapped(Exception):
-    """The writer overwrote the frame during each of a copy read's bounded attempts (big frames on
-    few slots; _atomic.c's COPY_ATTEMPTS): the read gives up rather than spin for 0.2-0.8 s."""
-
-
-class Read(NamedTuple):
-    """One frame as a read path took it (both paths return this record)."""
-
-    word: int  # the LATEST word it was read under
-    seq: int
-    array: np.ndarray[Any, Any]  # a read-only view into the slot (held) or an owned copy
-    timestamp_ns: int
-    wall_ns: int
-    meta: bytes
-    missed: int  # frames published between the reader's previous frame and this one
-    held: bool  # True if the reader's hold pins the slot until released
-    stalled: bool  # the source was stalled when it was read
-
-
-# A ReadPort call's result: (LATEST word, timestamp ns, wall ns, meta, missed, stalled) or an
-# error code (< 0: the segment is corrupt).
-PortResult = tuple[int, int, int, bytes, int, bool] | int
+# ReadPort's codes besides a Frame or None; the others (-1 to -4) mean a corrupt segment.
+LAPPED = -5  # the writer overwrote the frame during each of a copy read's bounded attempts (big
+# frames on few slots; _atomic.c's COPY_ATTEMPTS): the read gave up rather than spin for 0.2-0.8 s
+REPLACED = -6  # another writer took the segment over in place since the attach (GEN moved on):
+# the frame may be the new writer's, so it was dropped (and the hold released)
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -317,33 +298,24 @@ class Ring:
     def latest_word(self) -> int:
         return self.words.load(LATEST)
 
-    def read_port(self, entry: int, copy: bool) -> ReadPort:
-        """Reader entry `entry`'s read path as single native calls: pin (zero-copy) or seqlock
-        copy, each with its slot header and the entry's statistics, and the wait before them."""
+    def read_port(self, entry: int, copy: bool, generation: int) -> ReadPort[Frame]:
+        """Reader entry `entry`'s read path as single native calls, for the writer of generation
+        `generation`: pin (zero-copy) or seqlock copy, each with its slot header, the generation
+        re-check and the entry's statistics, the wait before them, and the Frame after."""
         layout = self.layout
         at = layout.reader_offset(entry)
         return ReadPort(
-            self.segment.map, at + HOLD, LATEST, WAKE, WAITERS, STALLED, SLOT_STATES, layout.slot_count,
+            self.segment.map, at + HOLD, LATEST, WAKE, WAITERS, STALLED, GEN, SLOT_STATES, layout.slot_count,
             self._slots[0], layout.slot_stride, layout.frame_offset, layout.frame_nbytes,
-            layout.meta_capacity, at, copy,
+            layout.meta_capacity, at, copy, generation, None if copy else tuple(self.views), Frame,
         )  # fmt: skip
-
-    def read_result(self, result: PortResult, copy_out: np.ndarray[Any, Any] | None) -> Read:
-        """The record of a ReadPort result; SegmentCorrupt naming the problem for an error code."""
-        if isinstance(result, int):
-            if result == LAPPED:
-                raise Lapped(self.layout.name)
-            raise self._corrupt(result)
-        word, timestamp_ns, wall_ns, meta, missed, stalled = result
-        held = copy_out is None
-        array = self.views[word & SLOT_MASK] if copy_out is None else copy_out
-        return Read(word, word >> SLOT_BITS, array, timestamp_ns, wall_ns, meta, missed, held, stalled)
 
     def unpin(self, entry: int) -> None:
         # release: our reads of the frame happen before the writer may reuse it
         self.words.store(self._entry_hold(entry), 0)
 
-    def _corrupt(self, code: int) -> SegmentCorrupt:
+    def corrupt(self, code: int) -> SegmentCorrupt:
+        """The error a ReadPort's code from -1 to -4 stands for, naming the problem."""
         name, word = self.layout.name, self.words.load(LATEST)
         seq, slot = unpack_latest(word)
         if code == -1:

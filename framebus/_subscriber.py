@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +14,7 @@ from ._attachment import Attachment, NotReady
 from ._errors import FramebusError, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
-from ._ring import Lapped, Read
+from ._ring import LAPPED, REPLACED
 from ._segment import inode_at
 
 if TYPE_CHECKING:  # asyncio and the executor load on first async use, not at import
@@ -65,7 +65,6 @@ class Subscriber:
         self._next_check = 0.0
         self._last_seq = 0
         self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
-        self._current_word = 0  # its LATEST word
         self._executor: ThreadPoolExecutor | None = None
         self._unusable_inode = 0  # a new writer's segment we could not attach to (logged once)
 
@@ -104,37 +103,31 @@ class Subscriber:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
+        look = False  # a sleep ended without a frame: look at the writer before sleeping again
         while True:
             with self._lock:  # not held while asleep: latest(), release() and close() stay free
-                att = self._att
-                serving = att if not (self._gone or self._closed or self._unreported) else None
-                remaining = _remaining(deadline)
-                # Usually no liveness check is due and time is left: then the sleeping read below,
-                # which returns a frame already published at once, is the only read (each extra
-                # step of Python costs microseconds on the cold caches a reader wakes up to).
-                if serving is None or remaining <= 0 or self._check_due(serving):
-                    if serving is not None:  # a frame already published comes first
-                        frame = self._accept(serving, _read(serving.wait, self._last_seq, 0.0))
-                        if frame is not None:
-                            return frame
-                    self._refresh()  # then: is the writer still there (or a new one)?
-                    self._report_change()
+                att = self._att if not (self._gone or self._closed or self._unreported) else None
+                # Usually the sleeping read below is the only step (it returns a frame already
+                # published at once): each extra step of Python costs microseconds on the cold
+                # caches a reader wakes up to. The writer is looked at when a sleep ends without
+                # a frame (each LIVENESS_INTERVAL, or a wake-up for a close or a stall).
+                if att is None or look or (deadline is not None and time.monotonic() >= deadline):
+                    frame = self._look(att, deadline, timeout)
+                    if frame is not None:
+                        return frame
                     att = None if self._gone else self._att
-                    if att is None:
-                        self._check_gone(deadline)
-                    remaining = _remaining(deadline)
-                    if remaining <= 0:
-                        raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
                 last = self._last_seq
+            remaining = _remaining(deadline)
+            look = True
             if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
                 continue
             # Sleep and read in one native call (GIL released while asleep, no lock held).
-            read = _read(att.wait, last, min(remaining, LIVENESS_INTERVAL))
-            if read is not None:
+            result = att.wait(last, min(remaining, LIVENESS_INTERVAL), self._release)
+            if result is not None:
                 with self._lock:
                     if att is self._att and not self._closed:
-                        frame = self._accept(att, read)
+                        frame = self._accept(att, result)
                         if frame is not None:
                             return frame
 
@@ -201,6 +194,22 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def _look(self, att: Attachment | None, deadline: float | None, timeout: float | None) -> Frame | None:
+        """wait()'s slower step, under the lock: a frame already published on `att` (the writer
+        we serve, if any) comes first; else notice a change of writer (WriterGone, once) and
+        the end of the wait (TimeoutError). None: sleep on."""
+        if att is not None:
+            frame = self._accept(att, att.wait(self._last_seq, 0.0, self._release))
+            if frame is not None:
+                return frame
+        self._refresh()
+        self._report_change()
+        if self._gone or self._att is None:
+            self._check_gone(deadline)
+        if _remaining(deadline) <= 0:
+            raise TimeoutError(f"stream {self.name!r}: no new frame within {timeout} s")
+        return None
+
     def _read_latest(self) -> Frame | None:
         att = self._att
         if att is None:  # the dead ring is let go: only its last frame, copied, remains
@@ -208,43 +217,36 @@ class Subscriber:
         word = att.ring.latest_word()  # (cheap: a copy reader copies only a new frame)
         if word == 0:
             return None
-        if word == self._current_word and self._current is not None:
-            self._current.stale = self._gone or att.ring.stalled()  # the same frame, as of now
-            return self._current
-        frame = self._accept(att, _read(att.take, self._last_seq))
+        current = self._current
+        if current is not None and word == current._word:
+            current.stale = self._gone or att.ring.stalled()  # the same frame, as of now
+            return current
+        frame = self._accept(att, att.take(self._last_seq, self._release))
         return frame if frame is not None else self._current  # (lapped copies: the previous one)
 
-    def _accept(self, att: Attachment, read: Read | None) -> Frame | None:
-        """The Frame of a read, unless another writer took the segment over: a frame read now
-        may be the new writer's, so it is dropped and the change reported first."""
-        if read is None:
-            return None
-        if att.replaced():  # (loaded after the read: a takeover's frame cannot pass as ours)
-            if read.held:  # (the pin moved our hold: the previous frame is no longer pinned)
-                att.unpin(read.word)
-                self._current, self._current_word = None, 0
+    def _accept(self, att: Attachment, result: Frame | int | None) -> Frame | None:
+        """The frame a read returned, which becomes the current (in zero-copy mode, held) one;
+        None if it gave none. If another writer took the segment over in place (REPLACED, from
+        the port's generation re-check), the frame may be the new writer's: the port dropped it,
+        and the change of writer is noted, to be reported first."""
+        if isinstance(result, Frame):
+            if self._gone:
+                result.stale = True
+            self._last_seq, self._current = result.seq, result
+            return result
+        if result == REPLACED:
+            if not self.copy:  # (the pin moved our hold: the previous frame is no longer pinned)
+                self._current = None
             self._lose_writer()
-            return None
-        return self._deliver(read)
-
-    def _deliver(self, read: Read) -> Frame:
-        """The Frame of a read; it becomes the current (in zero-copy mode, held) frame."""
-        release = self._release if read.held else None
-        frame = Frame(read.array, read.seq, read.timestamp_ns, read.wall_ns, read.meta, read.missed,
-                      self._gone or read.stalled, release)  # fmt: skip
-        self._last_seq = read.seq
-        self._current, self._current_word = frame, read.word
-        return frame
+        elif result is not None and result != LAPPED:
+            raise att.ring.corrupt(result)
+        return None
 
     def _release(self, frame: Frame) -> None:
         with self._lock:
             if frame is self._current and self._att is not None:
-                self._att.unpin(self._current_word)
-                self._current, self._current_word = None, 0
-
-    def _check_due(self, att: Attachment) -> bool:
-        """True if _refresh() would look at the live writer of `att` now (see there)."""
-        return time.monotonic() >= self._next_check or att.ring.closed_by_writer()
+                self._att.unpin(frame._word)
+                self._current = None
 
     def _refresh(self) -> None:
         """Notice a dead, closed or replaced writer (at most every LIVENESS_INTERVAL, at once
@@ -283,7 +285,7 @@ class Subscriber:
                 logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
         self._att, self._layout = new, new.layout
-        self._current, self._current_word, self._last_seq = None, 0, 0
+        self._current, self._last_seq = None, 0
         self._gone = False
 
     def _let_go(self, att: Attachment) -> None:
@@ -295,7 +297,7 @@ class Subscriber:
             last = Frame(last.array.copy(), last.seq, last.timestamp_ns, last.wall_time_ns, meta, 0, True)
         if last is not None:
             last.stale = True
-        self._current, self._current_word = last, 0
+        self._current = last
         self._att = None
         att.detach()
 
@@ -318,14 +320,6 @@ class Subscriber:
 
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"framebus-{self.name}")
         return self._executor
-
-
-def _read(call: Callable[..., Read | None], *args: float) -> Read | None:
-    """`call(*args)` (an attachment's take or wait); None for a copy the writer lapped each time."""
-    try:
-        return call(*args)
-    except Lapped:
-        return None
 
 
 def _remaining(deadline: float | None) -> float:

@@ -15,8 +15,8 @@
  * generation in GEN, the ring reset, live holds kept) or creates a new segment (-DTAKEOVER=1: in
  * place only, 2: new segment only, default both); one zero-copy holder that may be SIGKILLed at
  * any point, and then a new holder on the same entry; one copy reader. Both readers read through
- * ReadPort (wait: WAKE, LATEST, the futex; take: the pin or the bounded seqlock copy), then check
- * the generation as Subscriber._accept does; the holder may release its frame (the unpin CAS).
+ * ReadPort (wait: WAKE, LATEST, the futex; take: the pin or the bounded seqlock copy, then the
+ * generation re-check); the holder may release its frame (the unpin CAS).
  * -DNO_KILL_W / -DNO_KILL_H leave one kind of crash out, to afford more frames for the other.
  *
  * Granularity: one Promela step is one control-word access (one _atomic operation, or the kernel's
@@ -45,7 +45,7 @@
  *                          after the state or LATEST store
  *   MUT_POLL_ORDER         rp_wait loads LATEST before WAKE
  *   MUT_REATTACH_KEEPS_SEQ a re-attaching subscriber keeps its last seq from the old writer
- *   MUT_NO_GEN_RECHECK     Subscriber._accept does not re-load GEN after the read
+ *   MUT_NO_GEN_RECHECK     ReadPort does not re-load GEN after the read
  *   MUT_UNPIN_RELAXED      the unpin CAS without release: the hold is seen cleared before the
  *                          reader's last read of the frame
  *
@@ -383,7 +383,7 @@ inline attach(r, g) {
         g = ready[1]; alive[id] = 1; rg[r] = g;
         rgen[r] = gen[g];   /* @map framebus/_attachment.py: return words.load(GEN) */
 #ifndef MUT_REATTACH_KEEPS_SEQ
-        rlast[r] = 0;   /* @map framebus/_subscriber.py: self._current, self._current_word, self._last_seq = None, 0, 0 */
+        rlast[r] = 0;   /* @map framebus/_subscriber.py: self._current, self._last_seq = None, 0 */
 #endif
         if
         :: r == 0 -> elock[g] = id; hold[g] = 0; pinned[g] = 0  /* @map framebus/_attachment.py: if segment.try_lock(READER_LOCK_BASE + entry): */
@@ -423,23 +423,24 @@ inline reattach(r, g) {
     attach(r, g)
 }
 
-/* Subscriber._accept after a ReadPort read of word w (FRAME f): unless GEN moved on since the
- * attach, deliver it; else drop it (releasing its pin) and lose the writer. */
+/* After a ReadPort read of word w (FRAME f): unless GEN moved on since the attach (the port's
+ * re-check), Subscriber._accept delivers it; else the port drops it (releasing its pin) and
+ * the subscriber loses the writer. */
 #ifdef MUT_NO_GEN_RECHECK
 #define REPLACED false
 #else
-#define REPLACED (gen[g] != rgen[r])    /* @map framebus/_subscriber.py: if att.replaced():  # (loaded after the read: a takeover's frame cannot pass as ours) */
+#define REPLACED (gen[g] != rgen[r])    /* @map framebus/_atomic.c: if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation) { */
 #endif
 inline accept(r, g) {
     if
     :: d_step { !REPLACED ->
             assert(P6_new_writer_noticed_first && FWID(f) == WID(g, rgen[r]));
-            rlast[r] = q;   /* @map framebus/_subscriber.py: self._last_seq = read.seq */
+            rlast[r] = q;   /* @map framebus/_subscriber.py: self._last_seq, self._current = result.seq, result */
             cur = (r == 0 -> w : 0);
             f = 0; w = 0; s = 0; q = 0
         }
     :: d_step { REPLACED ->
-            if  /* @map framebus/_subscriber.py: att.unpin(read.word) */
+            if  /* @map framebus/_atomic.c: rp_release_hold(self, word); */
             :: r == 0 && hold[g] == w -> assert(P1_held_frame_unchanged && STABLE(g)); hold[g] = 0; pinned[g] = 0
             :: else
             fi;
@@ -558,9 +559,9 @@ inline reader_loop(r) {
             seen = wake[g];
 #endif
             sleep(r, g)
-        :: r == 0 && cur != 0 ->    /* Frame.release(): @map framebus/_subscriber.py: self._att.unpin(self._current_word) */
+        :: r == 0 && cur != 0 ->    /* Frame.release(): @map framebus/_subscriber.py: self._att.unpin(frame._word) */
 #ifndef MUT_UNPIN_RELAXED
-            /* @map framebus/_atomic.c: int cleared = __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED); */
+            /* @map framebus/_atomic.c: return __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED); */
             d_step {
                 assert(P1_held_frame_unchanged && STABLE(g));   /* the frame's last read, then the CAS */
                 if :: hold[g] == cur -> hold[g] = 0; pinned[g] = 0 :: else fi;

@@ -47,15 +47,18 @@ ARGUMENT = {
     # WAITERS += 1; fence; FUTEX_WAIT; WAITERS -= 1
     "cw_sleep": ["add", "fence", "add"],
     # ReadPort.take/wait, zero-copy: LATEST; hold = word; the slot's state (retry from LATEST);
-    # then the header, relaxed statistics (count_read) and STALLED
+    # then the header and GEN (a takeover: rp_release_hold), relaxed statistics (count_read)
     "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst", "load-acquire"],
-    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); statistics; STALLED
+    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); GEN; statistics
     "rp_copy": ["load-acquire", "fence", "load-acquire", "load-acquire"],
+    # the Frame of either: STALLED
+    "rp_frame": ["load-acquire"],
     # seen = WAKE; LATEST newer? (then rp_pin or rp_copy, not inlined); WAITERS += 1; fence;
     # FUTEX_WAIT; WAITERS -= 1
     "rp_wait": ["load-seq-cst", "load-acquire", "add", "fence", "add"],
-    # hold: word -> 0, release on success, relaxed on failure
-    "rp_unpin": ["cas-release"],
+    # hold: word -> 0, release on success, relaxed on failure (ReadPort.unpin, and rp_pin's
+    # release of a frame read across a takeover)
+    "rp_release_hold": ["cas-release"],
     # copy_frame (stream_copy inlined): x86 streaming stores, then SFENCE; elsewhere memcpy
     "mod_copy_frame": ["stream-store", "stream-fence"],
 }
@@ -146,7 +149,7 @@ def ordering_instructions(assembly: str) -> dict[str, list[str]]:
     functions: dict[str, list[str]] = {}
     current: list[str] = []
     for line in assembly.splitlines():
-        label = re.match(r"([A-Za-z_]\w*):", line)
+        label = re.match(r"([A-Za-z_]\w*)(?:\.\w+)*:", line)  # (GCC's clones: name.isra.0)
         if label:
             current = functions.setdefault(label.group(1), [])
         elif line.split() and not line.split()[0].startswith("."):
@@ -288,7 +291,10 @@ WEAKENED = [
         "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
         "__atomic_load_n(self->wake, __ATOMIC_RELAXED)",
     ),
-    ("rp_unpin", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
+    ("rp_pin", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
+    ("rp_copy", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
+    ("rp_frame", "self->stalled, __ATOMIC_ACQUIRE", "self->stalled, __ATOMIC_RELAXED"),
+    ("rp_release_hold", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
 ]
 
 
@@ -372,7 +378,8 @@ def test_source_orders_are_the_arguments() -> None:
             "thread_fence seq_cst",
             "fetch_sub seq_cst",
         ],
-        "rp_unpin": ["compare_exchange_n release relaxed"],
+        "rp_frame": ["load_n acquire"],
+        "rp_release_hold": ["compare_exchange_n release relaxed"],
     }
 
 

@@ -28,8 +28,8 @@ typedef struct {
     PyObject_HEAD
     unsigned long long u;   /* an int */
     double d;               /* a float */
-    unsigned long long items[16];   /* a tuple's numbers (Py_BuildValue, PyArg_ParseTuple) */
-    PyObject *objs[16];     /* and its objects */
+    unsigned long long items[24];   /* a tuple's numbers (PyArg_ParseTuple) */
+    PyObject *objs[24];     /* and its objects */
     void *buf;              /* a buffer, or bytes */
     Py_ssize_t len;
     int readonly;
@@ -74,26 +74,6 @@ unsigned long long PyLong_AsUnsignedLongLong(PyObject *o) { return ((Fake *)o)->
 PyObject *PyLong_FromUnsignedLongLong(unsigned long long u) { return num(u); }
 PyObject *PyLong_FromLong(long v) { return num((unsigned long long)v); }
 double PyFloat_AsDouble(PyObject *o) { return ((Fake *)o)->d; }
-
-PyObject *
-Py_BuildValue(const char *format, ...)
-{
-    /* the tuples _atomic.c builds: a read's "(KKKNKO)" (numbers and objects) */
-    Fake *f = fake();
-    va_list ap;
-    va_start(ap, format);
-    for (int i = 0; format[i + 1] && format[i + 1] != ')'; i++) {
-        char c = format[i + 1];
-        if (c == 'K')
-            f->items[i] = va_arg(ap, unsigned long long);
-        else if (c == 'i')
-            f->items[i] = (unsigned long long)(long long)va_arg(ap, int);
-        else
-            f->objs[i] = va_arg(ap, PyObject *);
-    }
-    va_end(ap);
-    return (PyObject *)f;
-}
 
 /* ReadPort's constructor arguments: a fake tuple whose objs/items are "O", "n" and "p" */
 int
@@ -143,6 +123,23 @@ PyObject_GetBuffer(PyObject *o, Py_buffer *view, int flags)
 }
 
 void PyBuffer_Release(Py_buffer *view) { view->buf = NULL; }
+Py_ssize_t PyTuple_Size(PyObject *o) { return ((Fake *)o)->len; }
+PyObject *PyTuple_GetItem(PyObject *o, Py_ssize_t i) { return ((Fake *)o)->objs[i]; }
+int PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b) { (void)b; return a->tp_basicsize == sizeof(FrameBase); }
+
+/* The Frame type a port builds its frames of: FrameBase-sized objects that are never freed. */
+static PyObject *
+frame_alloc(PyTypeObject *type, Py_ssize_t n)
+{
+    (void)n;
+    PyObject *o = calloc(1, (size_t)type->tp_basicsize);
+    Py_SET_REFCNT(o, 1 << 20);
+    Py_SET_TYPE(o, type);
+    return o;
+}
+static PyTypeObject MetaType = {.tp_flags = Py_TPFLAGS_TYPE_SUBCLASS};  /* PyType_Check() looks here */
+static PyTypeObject FrameType = {PyVarObject_HEAD_INIT(&MetaType, 0) .tp_basicsize = sizeof(FrameBase),
+                                 .tp_alloc = frame_alloc};
 void PyErr_SetString(PyObject *type, const char *message) { (void)message; pending = type; }
 PyObject *PyErr_Format(PyObject *type, const char *format, ...) { (void)format; pending = type; return NULL; }
 PyObject *PyErr_SetFromErrno(PyObject *type) { pending = type; return NULL; }
@@ -152,12 +149,14 @@ int PyErr_CheckSignals(void) { return 0; }
 PyThreadState *PyEval_SaveThread(void) { return NULL; }
 void PyEval_RestoreThread(PyThreadState *state) { (void)state; }
 void _Py_Dealloc(PyObject *o) { (void)o; }
+void PyObject_GC_UnTrack(void *o) { (void)o; }
 /* Referenced by the module's type and init code, which the harness never runs. */
 int PyArg_ParseTupleAndKeywords(PyObject *a, PyObject *k, const char *f, char **kw, ...)
 { (void)a; (void)k; (void)f; (void)kw; return 0; }
 PyObject *PyType_GenericNew(PyTypeObject *t, PyObject *a, PyObject *k) { (void)t; (void)a; (void)k; return NULL; }
 int PyType_Ready(PyTypeObject *t) { (void)t; return 0; }
 PyObject *PyModule_Create2(struct PyModuleDef *d, int v) { (void)d; (void)v; return NULL; }
+PyObject *Py_BuildValue(const char *f, ...) { (void)f; return NULL; }
 int PyModule_AddObject(PyObject *m, const char *n, PyObject *o) { (void)m; (void)n; (void)o; return 0; }
 
 /* ---- the checks ----------------------------------------------------------------------------- */
@@ -175,7 +174,7 @@ static int failures;
 /* A fake segment: control words, a reader entry and a 3-slot ring, laid out like _layout's
  * (smaller): each slot is a 64-byte header (seq, timestamp, wall time, meta length), meta, frame. */
 enum {
-    LATEST = 0, WAKE = 64, WAITERS = 128, STALLED = 160, STATES = 192, HOLD = 256,
+    LATEST = 0, WAKE = 64, WAITERS = 128, STALLED = 160, STATES = 192, HOLD = 256, GEN = 320, GENERATION = 1,
     ENTRY = 1024, SLOTS = 2048, STRIDE = 256, SLOT_COUNT = 3, META = 32, FRAME = 128, NBYTES = 64,
     SIZE = SLOTS + SLOT_COUNT * STRIDE
 };
@@ -221,17 +220,27 @@ check_words(void)
     *word(LATEST) = 0;
 }
 
-/* ReadPort(buffer, hold, latest, wake, waiters, stalled, states, slot_count, slots, stride,
- *          frame_offset, frame_nbytes, meta_capacity, entry, copy), through rp_init */
+/* ReadPort(buffer, hold, latest, wake, waiters, stalled, gen, states, slot_count, slots, stride,
+ *          frame_offset, frame_nbytes, meta_capacity, entry, copy, generation, views, frame_type),
+ * through rp_init; views: one fake array per slot (zero-copy) */
+static Fake *views;
+
 static int
 port(ReadPort *rp, int copy, Py_ssize_t slot_count, Py_ssize_t entry)
 {
     Fake *buffer = fake(), *args = fake();
     buffer->buf = memory, buffer->len = SIZE;
-    unsigned long long items[15] = {0, HOLD, LATEST, WAKE, WAITERS, STALLED, STATES, slot_count, SLOTS,
-                                    STRIDE, FRAME, NBYTES, META, entry, copy};
+    unsigned long long items[17] = {0, HOLD, LATEST, WAKE, WAITERS, STALLED, GEN, STATES, slot_count, SLOTS,
+                                    STRIDE, FRAME, NBYTES, META, entry, copy, GENERATION};
     memcpy(args->items, items, sizeof items);
     args->objs[0] = (PyObject *)buffer;
+    views = fake();
+    views->len = slot_count;
+    for (int i = 0; i < slot_count && i < 16; i++)
+        views->objs[i] = fake();
+    args->objs[17] = copy ? Py_None : (PyObject *)views;
+    args->objs[18] = (PyObject *)&FrameType;
+    *word(GEN) = GENERATION;
     memset(rp, 0, sizeof *rp);
     pending = NULL;
     return rp_init(rp, (PyObject *)args, NULL);
@@ -291,40 +300,47 @@ check_pin(void)
 {
     ReadPort rp;
     CHECK(port(&rp, 0, SLOT_COUNT, ENTRY) == 0);
-    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None);   /* nothing published */
+    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == Py_None);   /* nothing published */
     CHECK(publish(1, 5, "abc") == Py_False);   /* nobody sleeps: no syscall */
     CHECK(*word(STATES + 8) == 5 && *word(LATEST) == (5 << 8 | 1) && *word(WAKE) == 1);
-    Fake *t = (Fake *)port_call(&rp, rp_take, 2, num(3), Py_None);
-    CHECK(t->items[0] == (5 << 8 | 1) && t->items[1] == 111 && t->items[2] == 222);
-    CHECK(((Fake *)t->objs[3])->len == 3 && memcmp(((Fake *)t->objs[3])->buf, "abc", 3) == 0);
-    CHECK(t->items[4] == 1 && t->objs[5] == Py_False);    /* frame 4 was missed; not stalled */
+    PyObject *release = fake();
+    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 3, num(3), Py_None, release);
+    CHECK(Py_TYPE(f) == &FrameType && f->array == views->objs[1] && f->release == release);
+    CHECK(f->word == (5 << 8 | 1) && f->seq == 5 && f->timestamp_ns == 111 && f->wall_time_ns == 222);
+    CHECK(((Fake *)f->meta_bytes)->len == 3 && memcmp(((Fake *)f->meta_bytes)->buf, "abc", 3) == 0);
+    CHECK(f->missed == 1 && f->stale == 0 && f->meta == NULL);    /* frame 4 was missed; not stalled */
     CHECK(*word(HOLD) == (5 << 8 | 1));
     CHECK(*word(ENTRY + R_FRAMES_READ) == 1 && *word(ENTRY + R_FRAMES_MISSED) == 1);
     CHECK(*word(ENTRY + R_LAST_SEQ) == 5 && *word(ENTRY + R_HOLD_SINCE_NS) != 0);
     CHECK(histogram_total() == 1);
     /* the same frame again: pinned, not counted */
     *word(STALLED) = 1;
-    t = (Fake *)port_call(&rp, rp_take, 2, num(5), Py_None);
-    CHECK(t->items[0] == (5 << 8 | 1) && t->items[4] == 0 && t->objs[5] == Py_True);
+    f = (FrameBase *)port_call(&rp, rp_take, 3, num(5), Py_None, Py_None);
+    CHECK(f->word == (5 << 8 | 1) && f->missed == 0 && f->stale == 1 && f->release == NULL);
     CHECK(*word(ENTRY + R_FRAMES_READ) == 1 && histogram_total() == 1);
     *word(STALLED) = 0;
     /* unpin is a compare-and-swap: another frame's word clears nothing */
     CHECK(rp_unpin(&rp, num(4 << 8 | 2)) == Py_False && *word(HOLD) == (5 << 8 | 1));
     CHECK(rp_unpin(&rp, num(5 << 8 | 1)) == Py_True && *word(HOLD) == 0);
+    /* another writer took the segment over (GEN moved on): no frame, no hold, not counted */
+    *word(GEN) = GENERATION + 1;
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == REPLACED);
+    CHECK(*word(HOLD) == 0 && *word(ENTRY + R_FRAMES_READ) == 1);
+    *word(GEN) = GENERATION;
     /* corrupt segments: LATEST past the ring, a state that never matches, a header that lies */
     *word(LATEST) = 5 << 8 | 7;
-    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -1);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -1);
     *word(LATEST) = 6 << 8 | 1;
-    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -2);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -2);
     *word(STATES + 8) = 6;
-    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -3);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -3);
     slot_header(1)[0] = 6, slot_header(1)[3] = META + 1;
-    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -4);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -4);
     slot_header(1)[3] = 0;
     /* closed: pins nothing */
     *word(HOLD) = 0;
     CHECK(rp_close(&rp, NULL) == Py_None);
-    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None && *word(HOLD) == 0);
+    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == Py_None && *word(HOLD) == 0);
     /* inconsistent geometry or regions outside the mapping: a ValueError, never an access */
     CHECK(port(&rp, 0, 0, ENTRY) == -1 && pending == PyExc_ValueError);
     CHECK(port(&rp, 0, SLOT_COUNT, SIZE - 8) == -1 && pending == PyExc_ValueError);
@@ -338,17 +354,22 @@ check_copy(void)
     memset(memory + ENTRY, 0, READER_ENTRY);
     CHECK(publish(2, 7, "") == Py_False);
     PyObject *out = out_buffer(NBYTES);
-    Fake *t = (Fake *)port_call(&rp, rp_take, 2, num(0), out);
-    CHECK(t->items[0] == (7 << 8 | 2) && ((Fake *)t->objs[3])->len == 0 && t->items[4] == 0);
+    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 3, num(0), out, Py_None);
+    CHECK(f->array == out && f->word == (7 << 8 | 2) && ((Fake *)f->meta_bytes)->len == 0 && f->missed == 0);
     CHECK(((unsigned char *)((Fake *)out)->buf)[0] == 7 && ((unsigned char *)((Fake *)out)->buf)[NBYTES - 1] == 7);
     CHECK(*word(HOLD) == 0 && *word(ENTRY + R_FRAMES_READ) == 1 && *word(ENTRY + R_HOLD_SINCE_NS) == 0);
     /* a state that differs from LATEST's seq on both tries: corrupt (-2), not lapped */
     *word(STATES + 16) = 8;
-    CHECK(code(port_call(&rp, rp_take, 2, num(0), out)) == -2);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), out, Py_None)) == -2);
     *word(STATES + 16) = 7;
+    /* a copy read across a takeover (GEN moved on) is dropped */
+    *word(GEN) = GENERATION + 1;
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), out, Py_None)) == REPLACED);
+    *word(GEN) = GENERATION;
     /* a copy port needs an output buffer of the frame's size */
-    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == NULL && pending == PyExc_TypeError);
-    CHECK(port_call(&rp, rp_take, 2, num(0), out_buffer(NBYTES - 1)) == NULL && pending == PyExc_ValueError);
+    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == NULL && pending == PyExc_TypeError);
+    CHECK(port_call(&rp, rp_take, 3, num(0), out_buffer(NBYTES - 1), Py_None) == NULL
+          && pending == PyExc_ValueError);
 }
 
 /* copy_frame: streaming stores on x86-64, memcpy elsewhere; odd sizes and offsets too */
@@ -373,7 +394,7 @@ static ReadPort waiting_port;
 static void *
 port_waiter(void *last_seq)
 {
-    return port_call(&waiting_port, rp_wait, 3, num(*(uint64_t *)last_seq), seconds(20.0), Py_None);
+    return port_call(&waiting_port, rp_wait, 4, num(*(uint64_t *)last_seq), seconds(20.0), Py_None, Py_None);
 }
 
 static void
@@ -382,9 +403,9 @@ check_port_wait(void)
     CHECK(port(&waiting_port, 0, SLOT_COUNT, ENTRY) == 0);
     uint64_t last = *word(LATEST) >> 8;
     /* newer already: taken at once; nothing newer: one sleep, then None */
-    CHECK(((Fake *)port_call(&waiting_port, rp_wait, 3, num(last - 1), seconds(5.0), Py_None))->items[0]
+    CHECK(((FrameBase *)port_call(&waiting_port, rp_wait, 4, num(last - 1), seconds(5.0), Py_None, Py_None))->word
           == *word(LATEST));
-    CHECK(port_call(&waiting_port, rp_wait, 3, num(last), seconds(0.05), Py_None) == Py_None);
+    CHECK(port_call(&waiting_port, rp_wait, 4, num(last), seconds(0.05), Py_None, Py_None) == Py_None);
     CHECK(*word(WAITERS) == 0);
     /* a publish wakes the sleeping port, which pins the new frame */
     pthread_t thread;
@@ -394,7 +415,7 @@ check_port_wait(void)
         sched_yield();
     publish(0, last + 1, "");
     pthread_join(thread, &result);
-    CHECK(((Fake *)result)->items[0] == ((last + 1) << 8 | 0) && *word(HOLD) == ((last + 1) << 8 | 0));
+    CHECK(((FrameBase *)result)->word == ((last + 1) << 8 | 0) && *word(HOLD) == ((last + 1) << 8 | 0));
     CHECK(*word(WAITERS) == 0);
 }
 
