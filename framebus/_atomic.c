@@ -769,18 +769,20 @@ rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_array)
     return rp_frame(self, word, header, meta, missed, out_array, Py_None);
 }
 
-/* The arguments every read takes: last_seq, then (after `want - 2` others) out and release. */
+/* The arguments every read takes: last_seq first, release (a zero-copy Frame's) after the others,
+ * and a copy port's out last: the array the frame is copied into, which becomes its Frame's.
+ * want: the count with out. */
 static int
 rp_args(ReadPort *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *name,
         uint64_t *last_seq, Py_buffer *out)
 {
-    if (check_nargs(nargs, want, name) < 0 || as_u64(args[0], last_seq) < 0) return -1;
-    if (!self->copy) return 0;
-    if (args[want - 2] == Py_None) {
+    if (self->copy && nargs == want - 1) {
         PyErr_Format(PyExc_TypeError, "%s(): a copy port needs an output buffer", name);
         return -1;
     }
-    if (PyObject_GetBuffer(args[want - 2], out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (check_nargs(nargs, self->copy ? want : want - 1, name) < 0 || as_u64(args[0], last_seq) < 0) return -1;
+    if (!self->copy) return 0;
+    if (PyObject_GetBuffer(args[want - 1], out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (out->len != self->frame_nbytes) {
         PyErr_Format(PyExc_ValueError, "%s(): output buffer is %zd bytes, frames are %zd", name, out->len,
                      self->frame_nbytes);
@@ -797,21 +799,21 @@ rp_take_now(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_arr
     return self->copy ? rp_copy(self, last_seq, out, out_array) : rp_pin(self, last_seq, release);
 }
 
-/* take(last_seq, out, release) -> Frame | None | error code: the newest frame, even if it is
+/* take(last_seq, release[, out]) -> Frame | None | error code: the newest frame, even if it is
  * last_seq again (then it is not counted as a read). None if nothing is published or the port
- * is closed. `out`: copy mode's array for the frame; `release`: a zero-copy Frame's release. */
+ * is closed. `release`: a zero-copy Frame's release; `out` (copy ports only): see rp_args. */
 static PyObject *
 rp_take(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
 {
     uint64_t last_seq;
     Py_buffer out = {0};
     if (rp_args(self, args, nargs, 3, "take", &last_seq, &out) < 0) return NULL;
-    PyObject *result = rp_take_now(self, last_seq, &out, args[1], args[2]);
+    PyObject *result = rp_take_now(self, last_seq, &out, self->copy ? args[2] : NULL, args[1]);
     if (self->copy) PyBuffer_Release(&out);
     return result;
 }
 
-/* wait(last_seq, timeout_s, out, release) -> Frame | None | error code: the newest frame if it
+/* wait(last_seq, timeout_s, release[, out]) -> Frame | None | error code: the newest frame if it
  * is newer than last_seq; else one sleep of at most timeout_s until WAKE changes, then the same
  * check. None if still nothing newer (timeout, a wake-up for another reason, or the port closed). */
 static PyObject *
@@ -830,7 +832,7 @@ rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
         }
         uint64_t seen = __atomic_load_n(self->wake, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(self->latest, __ATOMIC_ACQUIRE) >> 8 > last_seq) {
-            result = rp_take_now(self, last_seq, &out, args[2], args[3]);
+            result = rp_take_now(self, last_seq, &out, self->copy ? args[3] : NULL, args[2]);
             break;
         }
         if (slept || (ts.tv_sec == 0 && ts.tv_nsec == 0)) {

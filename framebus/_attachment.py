@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import ControlWords
+from ._atomic import ControlWords, ReadPort
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._frame import Frame
 from ._layout import (
@@ -22,6 +22,8 @@ from ._layout import (
 )
 from ._ring import Ring
 from ._segment import Segment
+
+Release = Callable[[Frame], None]
 
 
 class Attachment:
@@ -37,7 +39,16 @@ class Attachment:
         self.copy = copy
         self.ring.add_reader(entry, os.getpid(), copy)
         self.port = self.ring.read_port(entry, copy, generation)
-        self._out: np.ndarray[Any, Any] | None = None  # copy mode: the array the next frame lands in
+        # The reads, each one native call: the port's own in zero-copy mode (nothing in between).
+        #   take(last_seq, release): the newest frame (pinned or copied), counted in this entry's
+        #     statistics unless it is last_seq again; None if nothing is published yet.
+        #   wait(last_seq, timeout, release): a frame newer than last_seq, sleeping at most once,
+        #     up to timeout s, for one; None if there is none then (or a wake-up for another reason).
+        # Either returns a ReadPort code instead (LAPPED, REPLACED or a corrupt segment's) if it
+        # could not read the frame; `release` is a zero-copy Frame's release().
+        reads = _CopyReads(self.port, layout) if copy else self.port
+        self.take: Callable[[int, Release], Frame | int | None] = reads.take
+        self.wait: Callable[[int, float, Release], Frame | int | None] = reads.wait
 
     @classmethod
     def open(cls, name: str, copy: bool, *, strict: bool = False) -> Attachment:
@@ -72,40 +83,40 @@ class Attachment:
         since belongs to the writer we attached to."""
         return self.ring.generation() != self.generation
 
-    def take(self, last_seq: int, release: Callable[[Frame], None]) -> Frame | int | None:
-        """The newest frame (pinned, or copied in copy mode), counted in this entry's statistics
-        unless it is `last_seq` again; None if nothing is published yet; a ReadPort code (LAPPED,
-        REPLACED, or a corrupt segment's) if it could not be read. One native call."""
-        if not self.copy:
-            return self.port.take(last_seq, None, release)
-        return self._copied(self.port.take(last_seq, self._copy_out(), None))
-
-    def wait(self, last_seq: int, timeout: float, release: Callable[[Frame], None]) -> Frame | int | None:
-        """A frame newer than `last_seq`, sleeping at most once, up to `timeout` s, for one; None
-        if there is none then (or the writer woke us for another reason); a code as take's."""
-        if not self.copy:
-            return self.port.wait(last_seq, timeout, None, release)
-        return self._copied(self.port.wait(last_seq, timeout, self._copy_out(), None))
-
     def unpin(self, word: int) -> None:
         """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
         self.port.unpin(word)
-
-    def _copy_out(self) -> np.ndarray[Any, Any]:
-        if self._out is None:
-            self._out = np.empty(self.layout.shape, self.layout.dtype)
-        return self._out
-
-    def _copied(self, result: Frame | int | None) -> Frame | int | None:
-        if isinstance(result, Frame):
-            self._out = None  # (the array now belongs to its frame)
-        return result
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
         self.port.close()  # a wait() in flight in another thread pins nothing now
         self.ring.remove_reader(self.entry, self.copy)
         self.segment.close()  # closing the lock fd drops the entry lock
+
+
+class _CopyReads:
+    """A copy port's reads: each frame is copied into an array of its own. (It holds the port,
+    not the attachment: no reference cycle keeps a let-go mapping alive.)"""
+
+    def __init__(self, port: ReadPort[Frame], layout: Layout) -> None:
+        self._port, self._layout = port, layout
+        self._out: np.ndarray[Any, Any] | None = None  # the array the next frame lands in
+
+    def take(self, last_seq: int, release: Release) -> Frame | int | None:
+        return self._copied(self._port.take(last_seq, release, self._array()))
+
+    def wait(self, last_seq: int, timeout: float, release: Release) -> Frame | int | None:
+        return self._copied(self._port.wait(last_seq, timeout, release, self._array()))
+
+    def _array(self) -> np.ndarray[Any, Any]:
+        if self._out is None:
+            self._out = np.empty(self._layout.shape, self._layout.dtype)
+        return self._out
+
+    def _copied(self, result: Frame | int | None) -> Frame | int | None:
+        if isinstance(result, Frame):
+            self._out = None  # (the array now belongs to its frame)
+        return result
 
 
 class NotReady(Exception):

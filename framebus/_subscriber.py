@@ -26,6 +26,7 @@ LIVENESS_INTERVAL = 0.2  # s: how often a waiting or reading subscriber checks t
 REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for a new one
 UNLOCKED_GRACE = 0.05  # s: the same, when no writer holds the segment's lock
 ATTACH_GRACE = 5.0  # s: how long the constructor waits for a writer still allocating the stream
+_FOREVER = float("inf")
 
 
 class Subscriber:
@@ -103,33 +104,34 @@ class Subscriber:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = _FOREVER if timeout is None else timeout  # (the first sleep reads no clock)
         look = False  # a sleep ended without a frame: look at the writer before sleeping again
         while True:
-            with self._lock:  # not held while asleep: latest(), release() and close() stay free
-                att = self._att if not (self._gone or self._closed or self._unreported) else None
-                # Usually the sleeping read below is the only step (it returns a frame already
-                # published at once): each extra step of Python costs microseconds on the cold
-                # caches a reader wakes up to. The writer is looked at when a sleep ends without
-                # a frame (each LIVENESS_INTERVAL, or a wake-up for a close or a stall).
-                if att is None or look or (deadline is not None and time.monotonic() >= deadline):
-                    frame = self._look(att, deadline, timeout)
+            att = self._att
+            if look or remaining <= 0 or att is None or self._gone or self._closed or self._unreported:
+                with self._lock:
+                    frame = self._look(deadline, timeout)
                     if frame is not None:
                         return frame
                     att = None if self._gone else self._att
-                last = self._last_seq
-            remaining = _remaining(deadline)
+                    remaining = _remaining(deadline)
             look = True
             if att is None:
                 time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
                 continue
-            # Sleep and read in one native call (GIL released while asleep, no lock held).
-            result = att.wait(last, min(remaining, LIVENESS_INTERVAL), self._release)
-            if result is not None:
-                with self._lock:
-                    if att is self._att and not self._closed:
-                        frame = self._accept(att, result)
-                        if frame is not None:
-                            return frame
+            # The usual case is this step alone: one native call sleeps (GIL released) and reads,
+            # a frame already published at once. It takes no lock, for each step of Python costs
+            # microseconds on the cold caches a reader wakes up to, and needs none: the state it
+            # reads and sets is single words under the GIL, this thread alone reads (as the class
+            # says), a release() racing with it clears only a hold that still names its own frame
+            # (the port's compare-and-swap), and close() first closes the port, which pins nothing
+            # from then on.
+            chunk = remaining if remaining < LIVENESS_INTERVAL else LIVENESS_INTERVAL
+            result = att.wait(self._last_seq, chunk, self._release)
+            if result is not None and att is self._att and not self._closed:
+                frame = self._accept(att, result)
+                if frame is not None:
+                    return frame
 
     def __iter__(self) -> Iterator[Frame]:
         """Newest frames in order, skipping those it was too slow for; survives writer restarts."""
@@ -194,10 +196,11 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _look(self, att: Attachment | None, deadline: float | None, timeout: float | None) -> Frame | None:
-        """wait()'s slower step, under the lock: a frame already published on `att` (the writer
-        we serve, if any) comes first; else notice a change of writer (WriterGone, once) and
-        the end of the wait (TimeoutError). None: sleep on."""
+    def _look(self, deadline: float | None, timeout: float | None) -> Frame | None:
+        """wait()'s slower step, under the lock: a frame already published by the writer we
+        serve comes first; else notice a change of writer (WriterGone, once) and the end of the
+        wait (TimeoutError). None: sleep on."""
+        att = self._att if not (self._gone or self._closed or self._unreported) else None
         if att is not None:
             frame = self._accept(att, att.wait(self._last_seq, 0.0, self._release))
             if frame is not None:
@@ -324,7 +327,7 @@ class Subscriber:
 
 def _remaining(deadline: float | None) -> float:
     if deadline is None:
-        return float("inf")
+        return _FOREVER
     return deadline - time.monotonic()
 
 

@@ -225,7 +225,7 @@ def lapped_copy_read(name: str) -> None:
                 ring.frames[slot][:] = np.frombuffer(struct.pack("<Q", pack_latest(10 + nxt, nxt)), np.uint8)
             ring.words.store(LATEST, pack_latest(10, 0))  # slot states stay EMPTY: never a match
             out = np.ndarray((8,), np.uint8, buffer=att.segment.map, offset=LATEST)
-            assert att.port.take(0, out, None) == LAPPED
+            assert att.port.take(0, None, out) == LAPPED
         finally:
             att.detach()
 

@@ -152,7 +152,7 @@ def test_a_closed_read_port_pins_nothing(name: str) -> None:
     with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
         pub.publish(tagged_frame(SHAPE, 1))
         sub._att.port.close()
-        assert sub._att.port.wait(0, 0.0, None, None) is None and sub._att.port.take(0, None, None) is None
+        assert sub._att.port.wait(0, 0.0, None) is None and sub._att.port.take(0, None) is None
         assert pub._ring.words.load(sub._att.hold) == 0
 
 

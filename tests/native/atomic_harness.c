@@ -300,11 +300,11 @@ check_pin(void)
 {
     ReadPort rp;
     CHECK(port(&rp, 0, SLOT_COUNT, ENTRY) == 0);
-    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == Py_None);   /* nothing published */
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None);   /* nothing published */
     CHECK(publish(1, 5, "abc") == Py_False);   /* nobody sleeps: no syscall */
     CHECK(*word(STATES + 8) == 5 && *word(LATEST) == (5 << 8 | 1) && *word(WAKE) == 1);
     PyObject *release = fake();
-    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 3, num(3), Py_None, release);
+    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 2, num(3), release);
     CHECK(Py_TYPE(f) == &FrameType && f->array == views->objs[1] && f->release == release);
     CHECK(f->word == (5 << 8 | 1) && f->seq == 5 && f->timestamp_ns == 111 && f->wall_time_ns == 222);
     CHECK(((Fake *)f->meta_bytes)->len == 3 && memcmp(((Fake *)f->meta_bytes)->buf, "abc", 3) == 0);
@@ -315,7 +315,7 @@ check_pin(void)
     CHECK(histogram_total() == 1);
     /* the same frame again: pinned, not counted */
     *word(STALLED) = 1;
-    f = (FrameBase *)port_call(&rp, rp_take, 3, num(5), Py_None, Py_None);
+    f = (FrameBase *)port_call(&rp, rp_take, 2, num(5), Py_None);
     CHECK(f->word == (5 << 8 | 1) && f->missed == 0 && f->stale == 1 && f->release == NULL);
     CHECK(*word(ENTRY + R_FRAMES_READ) == 1 && histogram_total() == 1);
     *word(STALLED) = 0;
@@ -324,23 +324,23 @@ check_pin(void)
     CHECK(rp_unpin(&rp, num(5 << 8 | 1)) == Py_True && *word(HOLD) == 0);
     /* another writer took the segment over (GEN moved on): no frame, no hold, not counted */
     *word(GEN) = GENERATION + 1;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == REPLACED);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == REPLACED);
     CHECK(*word(HOLD) == 0 && *word(ENTRY + R_FRAMES_READ) == 1);
     *word(GEN) = GENERATION;
     /* corrupt segments: LATEST past the ring, a state that never matches, a header that lies */
     *word(LATEST) = 5 << 8 | 7;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -1);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -1);
     *word(LATEST) = 6 << 8 | 1;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -2);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -2);
     *word(STATES + 8) = 6;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -3);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -3);
     slot_header(1)[0] = 6, slot_header(1)[3] = META + 1;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None)) == -4);
+    CHECK(code(port_call(&rp, rp_take, 2, num(0), Py_None)) == -4);
     slot_header(1)[3] = 0;
     /* closed: pins nothing */
     *word(HOLD) = 0;
     CHECK(rp_close(&rp, NULL) == Py_None);
-    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == Py_None && *word(HOLD) == 0);
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None && *word(HOLD) == 0);
     /* inconsistent geometry or regions outside the mapping: a ValueError, never an access */
     CHECK(port(&rp, 0, 0, ENTRY) == -1 && pending == PyExc_ValueError);
     CHECK(port(&rp, 0, SLOT_COUNT, SIZE - 8) == -1 && pending == PyExc_ValueError);
@@ -354,21 +354,21 @@ check_copy(void)
     memset(memory + ENTRY, 0, READER_ENTRY);
     CHECK(publish(2, 7, "") == Py_False);
     PyObject *out = out_buffer(NBYTES);
-    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 3, num(0), out, Py_None);
+    FrameBase *f = (FrameBase *)port_call(&rp, rp_take, 3, num(0), Py_None, out);
     CHECK(f->array == out && f->word == (7 << 8 | 2) && ((Fake *)f->meta_bytes)->len == 0 && f->missed == 0);
     CHECK(((unsigned char *)((Fake *)out)->buf)[0] == 7 && ((unsigned char *)((Fake *)out)->buf)[NBYTES - 1] == 7);
     CHECK(*word(HOLD) == 0 && *word(ENTRY + R_FRAMES_READ) == 1 && *word(ENTRY + R_HOLD_SINCE_NS) == 0);
     /* a state that differs from LATEST's seq on both tries: corrupt (-2), not lapped */
     *word(STATES + 16) = 8;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), out, Py_None)) == -2);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, out)) == -2);
     *word(STATES + 16) = 7;
     /* a copy read across a takeover (GEN moved on) is dropped */
     *word(GEN) = GENERATION + 1;
-    CHECK(code(port_call(&rp, rp_take, 3, num(0), out, Py_None)) == REPLACED);
+    CHECK(code(port_call(&rp, rp_take, 3, num(0), Py_None, out)) == REPLACED);
     *word(GEN) = GENERATION;
     /* a copy port needs an output buffer of the frame's size */
-    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, Py_None) == NULL && pending == PyExc_TypeError);
-    CHECK(port_call(&rp, rp_take, 3, num(0), out_buffer(NBYTES - 1), Py_None) == NULL
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == NULL && pending == PyExc_TypeError);
+    CHECK(port_call(&rp, rp_take, 3, num(0), Py_None, out_buffer(NBYTES - 1)) == NULL
           && pending == PyExc_ValueError);
 }
 
@@ -394,7 +394,7 @@ static ReadPort waiting_port;
 static void *
 port_waiter(void *last_seq)
 {
-    return port_call(&waiting_port, rp_wait, 4, num(*(uint64_t *)last_seq), seconds(20.0), Py_None, Py_None);
+    return port_call(&waiting_port, rp_wait, 3, num(*(uint64_t *)last_seq), seconds(20.0), Py_None);
 }
 
 static void
@@ -403,9 +403,9 @@ check_port_wait(void)
     CHECK(port(&waiting_port, 0, SLOT_COUNT, ENTRY) == 0);
     uint64_t last = *word(LATEST) >> 8;
     /* newer already: taken at once; nothing newer: one sleep, then None */
-    CHECK(((FrameBase *)port_call(&waiting_port, rp_wait, 4, num(last - 1), seconds(5.0), Py_None, Py_None))->word
+    CHECK(((FrameBase *)port_call(&waiting_port, rp_wait, 3, num(last - 1), seconds(5.0), Py_None))->word
           == *word(LATEST));
-    CHECK(port_call(&waiting_port, rp_wait, 4, num(last), seconds(0.05), Py_None, Py_None) == Py_None);
+    CHECK(port_call(&waiting_port, rp_wait, 3, num(last), seconds(0.05), Py_None) == Py_None);
     CHECK(*word(WAITERS) == 0);
     /* a publish wakes the sleeping port, which pins the new frame */
     pthread_t thread;
