@@ -251,7 +251,8 @@ METHOD = """\
 - What each adapter does per frame (`benchmarks/transports/`). framebus: the writer enters a
   `Publisher.loan()` (claim a slot), `np.copyto` into it, leaves the block (commit: slot header,
   fence, state and LATEST stores, futex wake); each reader calls `Subscriber.wait()` (one native
-  call: sleep, pin, header, statistics) and keeps the Frame until its next wait. iceoryx2, its
+  call: sleep, pin, header, generation re-check, statistics and the Frame itself) and keeps the
+  Frame until its next wait. iceoryx2, its
   fastest documented Python path: a fixed-size payload type (a ctypes array of the frame's bytes),
   each payload and user-header address wrapped into numpy / ctypes once and found again by address;
   the writer `loan_uninit()`s, `np.copyto`s, stores the seq in the user header, `send()`s, then
@@ -301,7 +302,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], checks: list[dict[st
 {machine}
 | load average at the end | {meta["load_end"]} |
 
-## Targets (issue 4)
+## Targets (issues 4 and 11)
 
 {target_table(checks, markdown=True)}
 

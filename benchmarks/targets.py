@@ -1,4 +1,5 @@
-"""The six targets of issue 4 as ratios computed within one run, then judged on their median."""
+"""The targets of issues 4 and 11 as ratios computed within one run, then judged on their median
+(issue 11's daemon target is benchmarks/daemon_cpu.py's)."""
 
 from __future__ import annotations
 
