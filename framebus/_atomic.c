@@ -572,7 +572,7 @@ typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int has_view;
-    int closed;
+    int open;  /* set by a complete __init__, cleared by close(): a port that is not open reads nothing */
     int copy;
     uint64_t *hold, *latest, *wake, *waiters, *stalled, *gen;
     uint64_t generation;
@@ -626,7 +626,7 @@ rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
     if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
         return -1;
     self->has_view = 1;
-    self->closed = 0;
+    self->open = 0;  /* until every check below has passed */
     self->generation = (uint64_t)generation;
     if (self->slot_count < 1 || self->slot_count > 256 || self->stride <= 0 || self->frame_nbytes < 0
         || self->meta_capacity < 0 || self->frame_offset < 64 + self->meta_capacity
@@ -654,6 +654,7 @@ rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
         || !(self->slots = rp_region(self, slots, self->stride * self->slot_count, 64))
         || !(self->entry = rp_region(self, entry, READER_ENTRY, 8)))
         return -1;
+    self->open = 1;
     return 0;
 }
 
@@ -795,7 +796,7 @@ rp_args(ReadPort *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want
 static PyObject *
 rp_take_now(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_array, PyObject *release)
 {
-    if (self->closed) Py_RETURN_NONE;
+    if (!self->open) Py_RETURN_NONE;
     return self->copy ? rp_copy(self, last_seq, out, out_array) : rp_pin(self, last_seq, release);
 }
 
@@ -826,7 +827,7 @@ rp_wait(ReadPort *self, PyObject *const *args, Py_ssize_t nargs)
     if (rp_args(self, args, nargs, 4, "wait", &last_seq, &out) < 0) return NULL;
     if (as_timespec(args[1], &ts) < 0) goto done;
     for (int slept = 0;; slept = 1) {
-        if (self->closed) {
+        if (!self->open) {
             result = Py_NewRef(Py_None);
             break;
         }
@@ -862,7 +863,7 @@ rp_unpin(ReadPort *self, PyObject *arg)
 static PyObject *
 rp_close(ReadPort *self, PyObject *Py_UNUSED(ignored))
 {
-    self->closed = 1;
+    self->open = 0;
     Py_RETURN_NONE;
 }
 

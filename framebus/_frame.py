@@ -52,6 +52,12 @@ class Frame(FrameBase):
             release, self._release = self._release, None
             release(self)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (to a queue or another process) as a frame of its own: the array's bytes, no
+        hold on the stream."""
+        return (Frame, (self.array, self.seq, self.timestamp_ns, self.wall_time_ns, self._meta_bytes,
+                        self.missed, self.stale))  # fmt: skip
+
     def __repr__(self) -> str:
         return (
             f"Frame(seq={self.seq}, shape={self.array.shape}, dtype={self.array.dtype}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import stat
 import threading
@@ -58,6 +59,25 @@ def test_view_frames_are_read_only_and_copy_frames_are_owned(name: str) -> None:
         c.array[0, 0, 0] = 99  # the caller's own
         assert c.array.flags.owndata or c.array.base is None
         assert frame_values(view) == 1
+
+
+def test_a_frame_pickles_as_its_own_copy_and_its_header_is_read_only(name: str) -> None:
+    """A frame sent to another process (a multiprocessing queue pickles it) carries its bytes,
+    header and meta, and holds nothing of the stream; its header fields cannot be rebound."""
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        pub.publish(tagged_frame(SHAPE, 3), meta={"gain": 2})
+        frame = sub.latest()
+        assert frame is not None
+        clone = pickle.loads(pickle.dumps(frame))
+        assert type(clone) is framebus.Frame and clone._release is None
+        assert (clone.seq, clone.timestamp_ns, clone.wall_time_ns, clone.missed, clone.stale) == (
+            frame.seq, frame.timestamp_ns, frame.wall_time_ns, frame.missed, frame.stale)  # fmt: skip
+        assert clone.meta == {"gain": 2} and np.array_equal(clone.array, frame.array)
+        assert not np.shares_memory(clone.array, frame.array)
+        for field in ("seq", "timestamp_ns", "array", "missed"):
+            with pytest.raises(AttributeError):
+                setattr(frame, field, 0)
 
 
 def frame_values(sub: framebus.Subscriber) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import framebus
-from framebus._atomic import copy_frame
+from framebus._atomic import ReadPort, copy_frame
 from framebus._layout import LATEST, WAITERS
 from framebus._ring import STREAM_COPY_MIN, pack_latest, unpack_latest
 from framebus.testing import frame_is_intact, tagged_frame
@@ -154,6 +154,11 @@ def test_a_closed_read_port_pins_nothing(name: str) -> None:
         sub._att.port.close()
         assert sub._att.port.wait(0, 0.0, None) is None and sub._att.port.take(0, None) is None
         assert pub._ring.words.load(sub._att.hold) == 0
+
+
+def test_a_read_port_never_initialized_reads_nothing() -> None:
+    port = ReadPort.__new__(ReadPort)  # (no buffer, no offsets: a call must not touch memory)
+    assert port.take(0, None) is None and port.wait(0, 0.0, None) is None
 
 
 def test_copy_frame_copies_every_byte_whatever_the_alignment() -> None:

@@ -343,6 +343,7 @@ check_pin(void)
     CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None && *word(HOLD) == 0);
     /* inconsistent geometry or regions outside the mapping: a ValueError, never an access */
     CHECK(port(&rp, 0, 0, ENTRY) == -1 && pending == PyExc_ValueError);
+    CHECK(port_call(&rp, rp_take, 2, num(0), Py_None) == Py_None);   /* (a failed init: never open) */
     CHECK(port(&rp, 0, SLOT_COUNT, SIZE - 8) == -1 && pending == PyExc_ValueError);
 }
 
