@@ -5,7 +5,7 @@ For N streams, in the same run:
      (utime + stime from /proc/<pid>/stat) over a measuring window after warm-up;
   2. a child process that generates the same frames on the same pacing (one thread per stream,
      the daemon's own SyntheticVideo source and Pacer) but publishes nothing: same window. The
-     source draws each frame (read_into) into a private array there, as the daemon has it draw
+     source draws each frame (grab, draw_into) into a private array there, as the daemon has it draw
      into the loaned slot: drawing is the source's own work on both sides.
 The difference is what the daemon adds: ring bookkeeping, slot pages, stats, and the control
 plane (HTTP API, status loop).
@@ -96,7 +96,8 @@ def generate_only(count: int, seconds: float) -> None:
         canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)  # where the daemon has a loaned slot
         while pacer.wait(stop):
             if isinstance(source, SyntheticVideo):
-                source.read_into(canvas, time.monotonic_ns())
+                source.grab()
+                source.draw_into(canvas)
             else:
                 source.read()
 

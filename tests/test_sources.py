@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+import framebus
 from framebus.config import RetryPolicy, StreamConfig, parse_config
 from framebus.daemon.pacing import Backoff, Pacer
 from framebus.daemon.runner import StreamRunner, StreamState
@@ -19,6 +20,7 @@ from framebus.daemon.sources import Captured, SourceEnded, SourceError, make_sou
 from framebus.daemon.sources._blocking import DeadlineWorker
 from framebus.daemon.sources.sensors import decode_depth_seq
 from framebus.daemon.sources.synthetic import decode_stamp
+from framebus.testing import unique_name
 
 
 def stream_config(line: str) -> StreamConfig:
@@ -94,6 +96,46 @@ def test_file_loops_resizes_and_converts(tmp_path: Path) -> None:
     assert all(f.array.shape == (60, 80) for f in frames)
     assert frames[-1].meta == {"loop": 2}
     source.close()
+
+
+@pytest.mark.parametrize(
+    "size, fmt", [("160, height: 120", "bgr8"), ("80, height: 60", "bgr8"), ("160, height: 120", "gray8")]
+)
+def test_file_frames_drawn_into_a_loaned_slot_equal_read_frames(tmp_path: Path, size: str, fmt: str) -> None:
+    """grab() + draw_into(slot), the daemon's path, gives the frames read() gives: converted by
+    OpenCV straight into the slot at the file's own size in BGR, fitted and copied otherwise."""
+    path = write_video(tmp_path / "clip.avi", frames=4)
+    line = f"{{name: f, source: {{kind: file, path: '{path}'}}, width: {size}, format: {fmt}}}"
+    drawn, read = make_source(stream_config(line)), make_source(stream_config(line))
+    drawn.open()
+    read.open()
+    with framebus.Publisher(unique_name("draw"), read.read().array.shape, "uint8") as pub:
+        drawn.grab()  # (frame 0, as read() just took)
+        for _ in range(6):  # past the end: the loop starts again
+            timestamp_ns, meta = drawn.grab()
+            with pub.loan(meta=meta, timestamp_ns=timestamp_ns) as slot:
+                drawn.draw_into(slot)
+            expected = read.read()
+            assert np.array_equal(slot, expected.array) and meta == expected.meta
+    drawn.close()
+    read.close()
+
+
+def test_opencv_converts_a_matching_frame_in_place(tmp_path: Path) -> None:
+    """What the in-place path rests on: OpenCV's FFmpeg capture fills a given array of the
+    frame's size and type itself, and allocates (leaving it alone) when it does not match."""
+    capture = cv2.VideoCapture(str(write_video(tmp_path / "clip.avi", frames=3)), cv2.CAP_FFMPEG)
+    try:
+        assert capture.grab() and capture.grab()  # frame 1: every pixel 10
+        out = np.zeros((120, 160, 3), np.uint8)
+        ok, frame = capture.retrieve(out)
+        assert ok and np.shares_memory(frame, out) and abs(int(out.mean()) - 10) <= 2
+        assert capture.grab()
+        wrong = np.zeros((60, 80, 3), np.uint8)
+        ok, frame = capture.retrieve(wrong)
+        assert ok and frame.shape == (120, 160, 3) and not np.shares_memory(frame, wrong)
+    finally:
+        capture.release()
 
 
 def test_file_played_once_ends(tmp_path: Path) -> None:

@@ -189,10 +189,13 @@ class StreamRunner:
         and the sink can (no copy into shared memory), else copied. Its timestamp; None if asked
         to stop meanwhile."""
         sink = self._sink
-        if hasattr(source, "read_into") and hasattr(sink, "loan"):
-            timestamp_ns = time.monotonic_ns()
-            with cast(LendingSink, sink).loan(timestamp_ns=timestamp_ns) as out:
-                cast(DrawsInPlace, source).read_into(out, timestamp_ns)
+        if hasattr(source, "draw_into") and hasattr(sink, "loan"):
+            drawing = cast(DrawsInPlace, source)
+            timestamp_ns, meta = drawing.grab()
+            if self._stop.is_set():
+                return None
+            with cast(LendingSink, sink).loan(meta=meta, timestamp_ns=timestamp_ns) as out:
+                drawing.draw_into(out)
             return timestamp_ns
         captured = source.read()
         if self._stop.is_set():

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import cv2
+import numpy as np
 import numpy.typing as npt
 
 from ...config import PixelFormat, StreamConfig
@@ -28,6 +29,25 @@ class FrameFitter:
         self._height, self._width = stream.shape()[:2]
         self._format = stream.pixel_format() or PixelFormat.BGR8
         self._warned = False
+
+    def retrieve(self, capture: Any, describe: str) -> npt.NDArray[Any]:
+        """The frame `capture` grabbed, fitted (a new array)."""
+        ok, frame = capture.retrieve()
+        if not ok or frame is None:
+            raise SourceError(f"{describe} delivered no frame (disconnected?)")
+        return self.fit(frame)
+
+    def retrieve_into(self, capture: Any, out: npt.NDArray[Any], describe: str) -> None:
+        """The frame `capture` grabbed, into `out` (a loaned slot). When it already has the
+        stream's size and format, OpenCV converts it straight into `out` (it fills an output
+        array that matches in place): no copy of ours. Otherwise (another size, gray or RGB, a
+        backend that allocates anyway) it is fitted and copied in once."""
+        in_place = self._format is PixelFormat.BGR8  # (what OpenCV's captures deliver)
+        ok, frame = capture.retrieve(out) if in_place else capture.retrieve()
+        if not ok or frame is None:
+            raise SourceError(f"{describe} delivered no frame (disconnected?)")
+        if not np.may_share_memory(frame, out):
+            np.copyto(out, self.fit(frame))
 
     def fit(self, frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
         if frame.ndim == 2:
@@ -78,15 +98,28 @@ class GuardedCapture:
             raise SourceError(f"cannot open {self._describe}")
         self._capture = capture
 
-    def read(self) -> Captured:
-        capture = self._capture
-        if capture is None:
-            raise SourceError(f"{self._describe} is not open")
-        ok, frame = self._worker.call(capture.read, self._read_deadline, f"reading {self._describe}")
-        timestamp = time.monotonic_ns()
-        if not ok or frame is None:
+    def grab(self) -> int:
+        """Wait (on the worker, under the deadline) for the device's next frame; its capture time."""
+        capture = self._opened()
+        if not self._worker.call(capture.grab, self._read_deadline, f"reading {self._describe}"):
             raise SourceError(f"{self._describe} delivered no frame (disconnected?)")
-        return Captured(self._fitter.fit(frame), timestamp)
+        return time.monotonic_ns()
+
+    def draw_into(self, out: npt.NDArray[Any]) -> None:
+        """The frame grab() took, into `out` (a loaned slot), on the caller's thread: grab()
+        returned, so the worker is idle (while a call is still blocked, grab() raises instead),
+        and converting cannot block. Not under the deadline: no call given up on may be left
+        writing into a slot that is lent again."""
+        self._fitter.retrieve_into(self._opened(), out, self._describe)
+
+    def read(self) -> Captured:
+        timestamp_ns = self.grab()
+        return Captured(self._fitter.retrieve(self._opened(), self._describe), timestamp_ns)
+
+    def _opened(self) -> Any:
+        if self._capture is None:
+            raise SourceError(f"{self._describe} is not open")
+        return self._capture
 
     def interrupt(self) -> None:
         self._worker.interrupt()
@@ -111,6 +144,12 @@ class DeviceSource:
 
     def read(self) -> Captured:
         return self._capture.read()
+
+    def grab(self) -> tuple[int, None]:
+        return self._capture.grab(), None
+
+    def draw_into(self, out: npt.NDArray[Any]) -> None:
+        self._capture.draw_into(out)
 
     def interrupt(self) -> None:
         self._capture.interrupt()

@@ -57,7 +57,15 @@ class Source(Protocol):
 
 
 class DrawsInPlace(Protocol):
-    """A source that can also produce its frame straight into a given array (a loaned slot),
-    saving the copy into shared memory. The runner uses it when the sink can lend."""
+    """A source that can also write its frame straight into a given array (a loaned slot),
+    saving the copy into shared memory. The runner uses it when the sink can lend: grab() takes
+    the next frame (it may wait for a device), then draw_into() writes it into the slot (CPU work
+    only: converting, resizing or drawing), so no slot is lent while the source may block."""
 
-    def read_into(self, out: npt.NDArray[np.generic], timestamp_ns: int) -> None: ...
+    def grab(self) -> tuple[int, Meta | None]:
+        """Take the next frame: its capture time (time.monotonic_ns()) and metadata."""
+        ...
+
+    def draw_into(self, out: npt.NDArray[np.generic]) -> None:
+        """Write the frame grab() took into `out` (the stream's shape and dtype)."""
+        ...

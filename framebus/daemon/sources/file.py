@@ -6,10 +6,11 @@ import time
 from typing import Any
 
 import cv2
+import numpy.typing as npt
 
 from ...config import FileSource, StreamConfig
 from ._opencv import FrameFitter
-from .base import Captured, SourceEnded, SourceError
+from .base import Captured, Meta, SourceEnded, SourceError
 
 __all__ = ["VideoFile"]
 
@@ -24,6 +25,7 @@ class VideoFile:
         self._config = stream.source
         self._fitter = FrameFitter(stream)
         self._capture: Any = None
+        self._describe = f"video file {self._config.path}"
         self.media_fps: float | None = None  # the file's stored rate, with pace: file
         self.loops = 0  # times the file wrapped around
 
@@ -41,19 +43,29 @@ class VideoFile:
             self.media_fps = file_fps if 0 < file_fps <= 1000 else None
 
     def read(self) -> Captured:
-        capture = self._capture
-        if capture is None:
-            raise SourceError("video file is not open")
-        ok, frame = capture.read()
-        if not ok and self._config.loop:
+        timestamp_ns, meta = self.grab()
+        return Captured(self._fitter.retrieve(self._opened(), self._describe), timestamp_ns, meta)
+
+    def grab(self) -> tuple[int, Meta]:
+        """Decode the next frame (from the start again when a looped file ends)."""
+        capture = self._opened()
+        if not capture.grab():
+            if not self._config.loop:
+                raise SourceEnded(f"video file {self._config.path} ended")
             self.loops += 1
             capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = capture.read()
-            if not ok:
+            if not capture.grab():
                 raise SourceError(f"video file {self._config.path}: cannot decode its first frame")
-        elif not ok:
-            raise SourceEnded(f"video file {self._config.path} ended")
-        return Captured(self._fitter.fit(frame), time.monotonic_ns(), {"loop": self.loops})
+        return time.monotonic_ns(), {"loop": self.loops}
+
+    def draw_into(self, out: npt.NDArray[Any]) -> None:
+        """The decoded frame, converted straight into `out` where its size and format allow."""
+        self._fitter.retrieve_into(self._opened(), out, self._describe)
+
+    def _opened(self) -> Any:
+        if self._capture is None:
+            raise SourceError("video file is not open")
+        return self._capture
 
     def interrupt(self) -> None:
         pass  # a local file never blocks for long

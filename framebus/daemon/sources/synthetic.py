@@ -69,6 +69,7 @@ class SyntheticVideo:
         channels = 3 if self._format in (PixelFormat.BGR8, PixelFormat.RGB8) else 1
         self._line = np.zeros(self._width * channels, dtype=np.uint8)  # scratch: one bar-code row
         self.seq = 0  # sequence number of the next frame
+        self._grabbed_ns = 0  # capture time of the frame grab() took
 
     def open(self) -> None:
         if self._canvas is None:
@@ -76,24 +77,30 @@ class SyntheticVideo:
 
     def read(self) -> Captured:
         """The next frame: a view into the canvas, valid until the next read()."""
-        assert self._canvas is not None, "open() first"
-        offset = self.seq * self._config.speed_px % _PERIOD
-        frame = self._canvas[:, offset : offset + self._width]
-        timestamp = time.monotonic_ns()
+        timestamp_ns, _ = self.grab()
+        frame = self._view()
         if self._config.stamp:
-            self._stamp(frame, self.seq, timestamp)
+            self._stamp(frame, self.seq, timestamp_ns)
         self.seq += 1
-        return Captured(frame, timestamp)
+        return Captured(frame, timestamp_ns)
 
-    def read_into(self, out: npt.NDArray[np.generic], timestamp_ns: int) -> None:
-        """Draw the next frame, captured at `timestamp_ns`, straight into `out` (a loaned slot):
-        the one copy of the pattern, with no second copy into shared memory."""
+    def grab(self) -> tuple[int, None]:
+        self._grabbed_ns = time.monotonic_ns()
+        return self._grabbed_ns, None
+
+    def draw_into(self, out: npt.NDArray[np.generic]) -> None:
+        """Draw the frame grab() took straight into `out` (a loaned slot): the one copy of the
+        pattern, with no second copy into shared memory."""
+        np.copyto(out, self._view())
+        if self._config.stamp:
+            self._stamp(out, self.seq, self._grabbed_ns)  # type: ignore[arg-type]
+        self.seq += 1
+
+    def _view(self) -> npt.NDArray[np.uint8]:
+        """The next frame's window of the canvas."""
         assert self._canvas is not None, "open() first"
         offset = self.seq * self._config.speed_px % _PERIOD
-        np.copyto(out, self._canvas[:, offset : offset + self._width])
-        if self._config.stamp:
-            self._stamp(out, self.seq, timestamp_ns)  # type: ignore[arg-type]
-        self.seq += 1
+        return self._canvas[:, offset : offset + self._width]
 
     def _stamp(self, frame: npt.NDArray[np.uint8], seq: int, timestamp_ns: int) -> None:
         channels = frame.shape[2] if frame.ndim == 3 else 1
