@@ -611,8 +611,9 @@ static int
 rp_init(ReadPort *self, PyObject *args, PyObject *kwds)
 {
     PyObject *buffer, *views, *frame_type;
-    Py_ssize_t hold, latest, wake, waiters, stalled, gen, states, slots, entry, generation;
-    if (!PyArg_ParseTuple(args, "OnnnnnnnnnnnnnnpnOO", &buffer, &hold, &latest, &wake, &waiters, &stalled,
+    Py_ssize_t hold, latest, wake, waiters, stalled, gen, states, slots, entry;
+    unsigned long long generation;  /* any u64: GEN is the segment's word, whatever it holds */
+    if (!PyArg_ParseTuple(args, "OnnnnnnnnnnnnnnpKOO", &buffer, &hold, &latest, &wake, &waiters, &stalled,
                           &gen, &states, &self->slot_count, &slots, &self->stride, &self->frame_offset,
                           &self->frame_nbytes, &self->meta_capacity, &entry, &self->copy, &generation,
                           &views, &frame_type))

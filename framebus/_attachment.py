@@ -37,8 +37,8 @@ class Attachment:
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
         self.copy = copy
+        self.port = self.ring.read_port(entry, copy, generation)  # (checks before any change below)
         self.ring.add_reader(entry, os.getpid(), copy)
-        self.port = self.ring.read_port(entry, copy, generation)
         # The reads, each one native call: the port's own in zero-copy mode (nothing in between).
         #   take(last_seq, release): the newest frame (pinned or copied), counted in this entry's
         #     statistics unless it is last_seq again; None if nothing is published yet.
@@ -68,11 +68,11 @@ class Attachment:
             if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
                 raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
+            segment.prefault()
+            return cls(segment, layout, entry, copy, generation)
         except BaseException:
-            segment.close()
+            segment.close()  # (the entry lock goes with it)
             raise
-        segment.prefault()
-        return cls(segment, layout, entry, copy, generation)
 
     def writer_alive(self) -> bool:
         """The writer we attached to still writes: alive, not closed, and not replaced."""

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import framebus
-from framebus._layout import HEADER_SIZE, LATEST
+from framebus._layout import GEN, HEADER_SIZE, LATEST
 from framebus.testing import tagged_frame, unique_name
 
 SHAPE = (16, 16, 3)
@@ -121,6 +121,13 @@ def test_latest_disagreeing_with_its_slot_is_corrupt_not_a_hang() -> None:
     with planted(_with(VALID, LATEST, "<Q", (77 << 8) | 0)) as name, framebus.Subscriber(name) as sub:
         with pytest.raises(framebus.SegmentCorrupt):
             sub.latest()
+
+
+@pytest.mark.parametrize("generation", [0, (1 << 63) - 1, 1 << 63, (1 << 64) - 1])
+def test_any_writer_generation_reads_fine(generation: int) -> None:
+    """GEN is whatever u64 the segment holds (a soak found 2**63 and up raising OverflowError)."""
+    with planted(_with(VALID, GEN, "<Q", generation)) as name:
+        _read_everything(name)
 
 
 @pytest.mark.parametrize("size", [0, 10, HEADER_SIZE - 1, HEADER_SIZE, len(VALID) - 4096])

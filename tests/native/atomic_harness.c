@@ -75,7 +75,7 @@ PyObject *PyLong_FromUnsignedLongLong(unsigned long long u) { return num(u); }
 PyObject *PyLong_FromLong(long v) { return num((unsigned long long)v); }
 double PyFloat_AsDouble(PyObject *o) { return ((Fake *)o)->d; }
 
-/* ReadPort's constructor arguments: a fake tuple whose objs/items are "O", "n" and "p" */
+/* ReadPort's constructor arguments: a fake tuple whose objs/items are "O", "n", "K" and "p" */
 int
 PyArg_ParseTuple(PyObject *args, const char *format, ...)
 {
@@ -87,6 +87,8 @@ PyArg_ParseTuple(PyObject *args, const char *format, ...)
             *va_arg(ap, PyObject **) = t->objs[i];
         else if (format[i] == 'n')
             *va_arg(ap, Py_ssize_t *) = (Py_ssize_t)t->items[i];
+        else if (format[i] == 'K')
+            *va_arg(ap, unsigned long long *) = t->items[i];
         else
             *va_arg(ap, int *) = t->items[i] != 0;
     }
@@ -174,10 +176,11 @@ static int failures;
 /* A fake segment: control words, a reader entry and a 3-slot ring, laid out like _layout's
  * (smaller): each slot is a 64-byte header (seq, timestamp, wall time, meta length), meta, frame. */
 enum {
-    LATEST = 0, WAKE = 64, WAITERS = 128, STALLED = 160, STATES = 192, HOLD = 256, GEN = 320, GENERATION = 1,
+    LATEST = 0, WAKE = 64, WAITERS = 128, STALLED = 160, STATES = 192, HOLD = 256, GEN = 320,
     ENTRY = 1024, SLOTS = 2048, STRIDE = 256, SLOT_COUNT = 3, META = 32, FRAME = 128, NBYTES = 64,
     SIZE = SLOTS + SLOT_COUNT * STRIDE
 };
+#define GENERATION 0xFFFFFFFFFFFFFFF0ull  /* GEN is any u64 (past INT64_MAX too) */
 static _Alignas(64) unsigned char memory[SIZE];
 static ControlWords cw;
 
