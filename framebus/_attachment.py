@@ -37,7 +37,7 @@ class Attachment:
         self.entry = entry
         self.hold = layout.reader_offset(entry) + HOLD
         self.copy = copy
-        self.port = self.ring.read_port(entry, copy, generation)  # (checks before any change below)
+        self.port = self.ring.read_port(entry, copy, generation)  # (first: its checks change nothing)
         self.ring.add_reader(entry, os.getpid(), copy)
         # The reads, each one native call: the port's own in zero-copy mode (nothing in between).
         #   take(last_seq, release): the newest frame (pinned or copied), counted in this entry's
