@@ -99,7 +99,13 @@ def test_file_loops_resizes_and_converts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "size, fmt", [("160, height: 120", "bgr8"), ("80, height: 60", "bgr8"), ("160, height: 120", "gray8")]
+    "size, fmt",
+    [
+        ("160, height: 120", "bgr8"),
+        ("80, height: 60", "bgr8"),
+        ("160, height: 120", "gray8"),
+        ("80, height: 60", "rgb8"),
+    ],
 )
 def test_file_frames_drawn_into_a_loaned_slot_equal_read_frames(tmp_path: Path, size: str, fmt: str) -> None:
     """grab() + draw_into(slot), the daemon's path, gives the frames read() gives: converted by
@@ -123,7 +129,8 @@ def test_file_frames_drawn_into_a_loaned_slot_equal_read_frames(tmp_path: Path, 
 
 def test_opencv_converts_a_matching_frame_in_place(tmp_path: Path) -> None:
     """What the in-place path rests on: OpenCV's FFmpeg capture fills a given array of the
-    frame's size and type itself, and allocates (leaving it alone) when it does not match."""
+    frame's size and type itself, and allocates (leaving it alone) when it does not match; the
+    fitting steps write into a given dst the same way."""
     capture = cv2.VideoCapture(str(write_video(tmp_path / "clip.avi", frames=3)), cv2.CAP_FFMPEG)
     try:
         assert capture.grab() and capture.grab()  # frame 1: every pixel 10
@@ -134,6 +141,10 @@ def test_opencv_converts_a_matching_frame_in_place(tmp_path: Path) -> None:
         wrong = np.zeros((60, 80, 3), np.uint8)
         ok, frame = capture.retrieve(wrong)
         assert ok and frame.shape == (120, 160, 3) and not np.shares_memory(frame, wrong)
+        # and so do the fitting steps that end in a slot: a resize, a colour conversion
+        gray = np.zeros((120, 160), np.uint8)
+        assert np.shares_memory(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=gray), gray) and gray.any()
+        assert np.shares_memory(cv2.resize(frame, (80, 60), dst=wrong, interpolation=cv2.INTER_AREA), wrong)
     finally:
         capture.release()
 

@@ -38,20 +38,24 @@ class FrameFitter:
         return self.fit(frame)
 
     def retrieve_into(self, capture: Any, out: npt.NDArray[Any], describe: str) -> None:
-        """The frame `capture` grabbed, into `out` (a loaned slot). When it already has the
-        stream's size and format, OpenCV converts it straight into `out` (it fills an output
-        array that matches in place): no copy of ours. Otherwise (another size, gray or RGB, a
-        backend that allocates anyway) it is fitted and copied in once."""
+        """The frame `capture` grabbed, into `out` (a loaned slot), with no copy of ours where
+        OpenCV can write there itself (it fills an output array that matches in place): the
+        capture's own conversion when the frame already has the stream's size and format, else
+        the last step of fitting it (resize or colour conversion). Whatever allocates anyway
+        (a backend, gray input) is copied in once."""
         in_place = self._format is PixelFormat.BGR8  # (what OpenCV's captures deliver)
         ok, frame = capture.retrieve(out) if in_place else capture.retrieve()
         if not ok or frame is None:
             raise SourceError(f"{describe} delivered no frame (disconnected?)")
         if not np.may_share_memory(frame, out):
-            np.copyto(out, self.fit(frame))
+            self.fit(frame, out)
 
-    def fit(self, frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    def fit(self, frame: npt.NDArray[Any], out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """`frame` in the stream's size and format: written into `out` if given (its last step
+        writes there directly when OpenCV can), else a new array (or `frame` itself)."""
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        convert = _CONVERSIONS.get(self._format)
         if frame.shape[:2] != (self._height, self._width):
             if not self._warned:
                 logger.warning(
@@ -59,12 +63,17 @@ class FrameFitter:
                     self._name, frame.shape[1], frame.shape[0], self._width, self._height,
                 )  # fmt: skip
                 self._warned = True
-            frame = cv2.resize(frame, (self._width, self._height), interpolation=cv2.INTER_AREA)
-        if self._format is PixelFormat.GRAY8:
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        if self._format is PixelFormat.RGB8:
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            last = out if convert is None else None
+            frame = cv2.resize(frame, (self._width, self._height), dst=last, interpolation=cv2.INTER_AREA)
+        if convert is not None:
+            frame = cv2.cvtColor(frame, convert, dst=out)
+        if out is not None and not np.may_share_memory(frame, out):
+            np.copyto(out, frame)
         return frame
+
+
+# The colour conversion from the BGR frames captures deliver to each other stream format.
+_CONVERSIONS = {PixelFormat.GRAY8: cv2.COLOR_BGR2GRAY, PixelFormat.RGB8: cv2.COLOR_BGR2RGB}
 
 
 class GuardedCapture:
