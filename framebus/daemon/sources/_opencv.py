@@ -30,25 +30,19 @@ class FrameFitter:
         self._format = stream.pixel_format() or PixelFormat.BGR8
         self._warned = False
 
-    def retrieve(self, capture: Any, describe: str) -> npt.NDArray[Any]:
-        """The frame `capture` grabbed, fitted (a new array)."""
-        ok, frame = capture.retrieve()
-        if not ok or frame is None:
-            raise SourceError(f"{describe} delivered no frame (disconnected?)")
-        return self.fit(frame)
-
-    def retrieve_into(self, capture: Any, out: npt.NDArray[Any], describe: str) -> None:
-        """The frame `capture` grabbed, into `out` (a loaned slot), with no copy of ours where
-        OpenCV can write there itself (it fills an output array that matches in place): the
-        capture's own conversion when the frame already has the stream's size and format, else
-        the last step of fitting it (resize or colour conversion). Whatever allocates anyway
-        (a backend, gray input) is copied in once."""
-        in_place = self._format is PixelFormat.BGR8  # (what OpenCV's captures deliver)
+    def retrieve(self, capture: Any, describe: str, out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+        """The frame `capture` grabbed, fitted to the stream: a new array, or written into `out`
+        (a loaned slot) with no copy of ours where OpenCV can write there itself (it fills an
+        output array that matches in place): the capture's own conversion when the frame already
+        has the stream's size and format, else the last step of fitting it. Whatever allocates
+        anyway (a backend, gray input) is copied in once."""
+        in_place = out is not None and self._format is PixelFormat.BGR8  # (what captures deliver)
         ok, frame = capture.retrieve(out) if in_place else capture.retrieve()
         if not ok or frame is None:
             raise SourceError(f"{describe} delivered no frame (disconnected?)")
-        if not np.may_share_memory(frame, out):
-            self.fit(frame, out)
+        if out is not None and np.may_share_memory(frame, out):
+            return out
+        return self.fit(frame, out)
 
     def fit(self, frame: npt.NDArray[Any], out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
         """`frame` in the stream's size and format: written into `out` if given (its last step
@@ -119,7 +113,7 @@ class GuardedCapture:
         returned, so the worker is idle (while a call is still blocked, grab() raises instead),
         and converting cannot block. Not under the deadline: no call given up on may be left
         writing into a slot that is lent again."""
-        self._fitter.retrieve_into(self._opened(), out, self._describe)
+        self._fitter.retrieve(self._opened(), self._describe, out)
 
     def read(self) -> Captured:
         timestamp_ns = self.grab()

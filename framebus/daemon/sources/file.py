@@ -60,7 +60,7 @@ class VideoFile:
 
     def draw_into(self, out: npt.NDArray[Any]) -> None:
         """The decoded frame, converted straight into `out` where its size and format allow."""
-        self._fitter.retrieve_into(self._opened(), out, self._describe)
+        self._fitter.retrieve(self._opened(), self._describe, out)
 
     def _opened(self) -> Any:
         if self._capture is None:
