@@ -26,6 +26,7 @@ import logging
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -43,6 +44,7 @@ import framebus
 
 from .lifecycle import configure_logging
 from .render import Renderer
+from .webauth import LOGOUT_FORM, ViewerGuard, add_exposure_arguments, exposure
 from .webpage import INDEX_HTML
 
 __all__ = ["Feed", "Hub", "main"]
@@ -264,6 +266,7 @@ def _own_names() -> set[str]:
 
 
 _HUB = web.AppKey("hub", Hub)
+_GUARD = web.AppKey("guard", ViewerGuard)
 
 
 @web.middleware
@@ -282,7 +285,8 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def index(request: web.Request) -> web.Response:
-    return web.Response(text=INDEX_HTML, content_type="text/html")
+    page = INDEX_HTML.replace("<!--logout-->", LOGOUT_FORM if _GUARD in request.app else "")
+    return web.Response(text=page, content_type="text/html")
 
 
 async def api_streams(request: web.Request) -> web.Response:
@@ -386,9 +390,12 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, feed: F
             return
 
 
-def make_app(hub: Hub) -> web.Application:
-    app = web.Application(middlewares=[same_origin])
+def make_app(hub: Hub, guard: ViewerGuard | None = None) -> web.Application:
+    app = web.Application(middlewares=[same_origin] + ([guard.middleware] if guard else []))
     app[_HUB] = hub
+    if guard is not None:
+        app[_GUARD] = guard
+        guard.add_routes(app)
     app.router.add_get("/", index)
     app.router.add_get("/api/streams", api_streams)
     app.router.add_get("/snapshot/{name}.jpg", snapshot)
@@ -396,16 +403,19 @@ def make_app(hub: Hub) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, hub: Hub) -> None:
-    runner = web.AppRunner(make_app(hub), shutdown_timeout=0.5)
+async def serve(
+    host: str, port: int, hub: Hub, guard: ViewerGuard | None = None, tls: ssl.SSLContext | None = None
+) -> None:
+    runner = web.AppRunner(make_app(hub, guard), shutdown_timeout=0.5)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
-        logger.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        scheme = "https" if tls else "http"
+        logger.info("serving on %s://%s:%d/", scheme, host if ":" not in host else f"[{host}]", port)
         await stop.wait()
         logger.info("stopping")
     finally:
@@ -449,15 +459,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "framebus-web") -> int:
         metavar="SECONDS",
         help=f"close a live view that asks for no frame this long (default {IDLE_TIMEOUT_S:g})",
     )
+    add_exposure_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging()
     import uvloop
 
     host, port = args.listen
+    try:
+        guard, tls = exposure(args, host)
+    except framebus.ConfigError as exc:
+        print(f"web: {exc}", file=sys.stderr)
+        return 2
     hosts = [*args.allow_host, host]
     hub = Hub(args.quality, args.max_clients, args.stream, hosts=hosts, idle_timeout=args.idle_timeout)
     try:
-        uvloop.run(serve(host, port, hub))
+        uvloop.run(serve(host, port, hub, guard, tls))
     except OSError as exc:
         print(f"web: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ INDEX_HTML = """<!doctype html>
  .name { font-weight: 600; } .stats { color: #aaa; font-size: 12px; margin-top: .3em; }
  .gone { opacity: .5; }
 </style></head>
-<body><h1>framebus streams</h1><div id="streams"><p id="empty">No streams yet.</p></div>
+<body><h1>framebus streams <!--logout--></h1><div id="streams"><p id="empty">No streams yet.</p></div>
 <script>
 "use strict";
 const only = new URLSearchParams(location.search).get("stream");

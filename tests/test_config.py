@@ -147,9 +147,15 @@ def test_retry_policy_order() -> None:
     assert "streams[0].retry (stream 'cam'): max_s (1.0) must not be below initial_s (5.0)" in msg
 
 
-def test_http_must_be_loopback() -> None:
+def test_http_beyond_loopback_needs_auth_or_an_explicit_opt_out() -> None:
     msg = problems("daemon: {http: {host: 0.0.0.0}}\nstreams:\n" + stream())
-    assert "daemon.http.host: host must be a loopback address" in msg
+    assert "daemon.http: 0.0.0.0 is reachable from other machines and no authentication is configured" in msg
+    for http in ["{host: 127.0.0.2}", "{host: '::1'}", "{host: 0.0.0.0, credentials: /etc/c.json}",
+                 "{host: 0.0.0.0, no_auth: true}"]:  # fmt: skip
+        parse_config(f"daemon: {{http: {http}}}\nstreams:\n" + stream())
+    assert "daemon.http.host: host must be an IP address" in problems(
+        "daemon: {http: {host: box}}\nstreams:\n" + stream()
+    )
 
 
 def test_missing_streams() -> None:
@@ -329,7 +335,8 @@ streams:
 subscribers:
   - {kind: analyzer, name: a, stream: cam, publish: cam.motion, events: ev.jsonl}
   - {kind: recorder, name: r, stream: cam, out: rec, events: ev.jsonl, max_mb: 50, pre_s: 2}
-  - {kind: web, name: w, listen: "0.0.0.0:9000", allow_hosts: [cam.lan], idle_timeout_s: 30}
+  - {kind: web, name: w, listen: "0.0.0.0:9000", allow_hosts: [cam.lan], idle_timeout_s: 30,
+     credentials: /etc/framebus/credentials.json, tls_cert: /c.pem, tls_key: /k.pem, trusted_proxies: ["::1"]}
   - {kind: view, name: v, stream: cam.motion}
 """
     topology = parse_config(text)
@@ -343,6 +350,8 @@ subscribers:
     assert web.argv()[web.argv().index("--listen") + 1] == "0.0.0.0:9000" and web.reads == []
     assert web.argv()[web.argv().index("--allow-host") + 1] == "cam.lan"
     assert web.argv()[web.argv().index("--idle-timeout") + 1] == "30"
+    assert web.argv()[-8:] == ["--credentials", "/etc/framebus/credentials.json", "--tls-cert", "/c.pem",
+                               "--tls-key", "/k.pem", "--trust-proxy", "::1"]  # fmt: skip
     assert view.argv() == ["{python}", "-m", "framebus_services.view", "cam.motion"]
     assert view.restart.value == "never"
 

@@ -15,6 +15,7 @@ import zenoh
 
 from .. import FramebusError
 from ..config import BridgeConfig, BridgeMode
+from ._tls import tls_settings
 
 __all__ = ["open_session", "zenoh_config"]
 
@@ -35,6 +36,7 @@ def zenoh_config(config: BridgeConfig) -> zenoh.Config:
     }
     if config.mode is BridgeMode.CLIENT:
         settings["connect/exit_on_failure"] = False  # the router may start later: keep retrying
+    settings.update(tls_settings(config))
     zconfig: zenoh.Config = zenoh.Config()  # (the stubs' Self is Any under python_version 3.10)
     for key, value in settings.items():
         zconfig.insert_json5(key, json.dumps(value))

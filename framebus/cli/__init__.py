@@ -27,6 +27,7 @@ from . import (
     stat,
     subscriber,
     top,
+    user,
     view,
     web,
 )
@@ -38,7 +39,7 @@ __all__ = ["main"]
 # Each adds its subcommands, in this order, to --help: running, then the shipped subscribers
 # and the bridge, then the operator's tools.
 _COMMANDS = (serve, subscriber, check, schema, record, replay, analyze, web, view, bridge, ls, top,
-             stat, doctor, install_systemd)  # fmt: skip
+             stat, doctor, install_systemd, user)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,9 +23,10 @@ def register(commands: Commands) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from ..config import check_devices, load_config
+    from ..config._security import exposure_warnings
 
     topology = load_config(args.config)
-    for warning in check_devices(topology):
+    for warning in check_devices(topology) + exposure_warnings(topology):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     captured = [s for s in topology.streams if s.captured()]
     print(

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from .._layout import DEFAULT_SLOTS, MAX_SLOTS, MIN_SLOTS
 from ._base import RetryPolicy, StreamName, _Model
+from ._security import BridgeTls
 
 # A concrete Zenoh key: '/'-separated chunks, no wildcards ('*', '**', '$*'), so one key is one stream.
 _KEY_PATTERN = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$"
@@ -74,6 +75,7 @@ class BridgeConfig(_Model):
     multicast_scouting: bool = Field(
         default=False, description="find peers by UDP multicast on the LAN (off: only listen/connect)"
     )
+    tls: BridgeTls | None = Field(default=None, description="mutual TLS on tls/ endpoints (CA, cert, key)")
     exports: list[BridgeExport] = Field(default_factory=list)
     imports: list[BridgeImport] = Field(default_factory=list)
     backoff: RetryPolicy = RetryPolicy(initial_s=1.0, max_s=30.0)
@@ -86,6 +88,11 @@ class BridgeConfig(_Model):
             raise ValueError("a client does not listen; use mode: peer, or drop 'listen'")
         if not (self.listen or self.connect or self.multicast_scouting):
             raise ValueError("a bridge needs 'listen' or 'connect' endpoints (or multicast_scouting: true)")
+        tls = [e.startswith("tls/") for e in (*self.listen, *self.connect)]
+        if any(tls) and self.tls is None:
+            raise ValueError("tls/ endpoints need a 'tls:' section (ca, cert, key): TLS alone checks no peer")
+        if self.tls is not None and not all(tls):
+            raise ValueError("with a 'tls:' section every endpoint must be tls/ (no plain fallback)")
         for what, keys in (
             ("exports", [e.key for e in self.exports]),
             ("imports", [i.key for i in self.imports]),

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from ._base import RetryPolicy, StreamName, _Model
+from ._security import ViewerExposure
 
 
 class RestartMode(str, Enum):
@@ -174,7 +175,7 @@ class AnalyzerSubscriber(_Service):
         return argv
 
 
-class WebSubscriber(_Service):
+class WebSubscriber(_Service, ViewerExposure):
     """``framebus web``: every stream in a browser (live view, fps, latency, snapshots)."""
 
     kind: Literal["web"]
@@ -202,6 +203,9 @@ class WebSubscriber(_Service):
     def reads(self) -> list[str]:
         return list(self.streams)
 
+    def _listen_host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
     def argv(self) -> list[str]:
         argv = [
             "{python}",
@@ -220,7 +224,7 @@ class WebSubscriber(_Service):
             argv += ["--stream", stream]
         for host in self.allow_hosts:
             argv += ["--allow-host", host]
-        return argv
+        return argv + self.exposure_argv()
 
 
 class ViewSubscriber(_Service):

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ._base import _Model
 from ._bridges import BridgeConfig
+from ._security import Exposure
 from ._streams import StreamConfig
 from ._subscribers import SubscriberConfig
 
@@ -27,11 +28,11 @@ def kinds(union: object) -> frozenset[str]:
     return frozenset(tag for model in models for tag in get_args(model.model_fields["kind"].annotation))
 
 
-class HttpConfig(_Model):
+class HttpConfig(Exposure):
     """The daemon's control-plane HTTP API (health, streams, Prometheus metrics)."""
 
     enabled: bool = True
-    host: str = Field(default="127.0.0.1", description="a loopback address; the API is never exposed")
+    host: str = Field(default="127.0.0.1", description="beyond loopback only with credentials (or no_auth)")
     port: int = Field(default=8765, ge=0, le=65535, description="0 picks a free port")
     max_connections: int = Field(
         default=64,
@@ -45,16 +46,16 @@ class HttpConfig(_Model):
 
     @field_validator("host")
     @classmethod
-    def _loopback_only(cls, value: str) -> str:
-        if value == "localhost":
-            return value
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"host must be an IP address or 'localhost', not {value!r}") from None
-        if not address.is_loopback:
-            raise ValueError(f"host must be a loopback address (127.0.0.1 or ::1), not {value}")
+    def _an_address(cls, value: str) -> str:
+        if value != "localhost":
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"host must be an IP address or 'localhost', not {value!r}") from None
         return value
+
+    def _listen_host(self) -> str:
+        return self.host
 
 
 class DaemonConfig(_Model):

@@ -20,6 +20,7 @@ from .. import Publisher, streams
 from .._errors import ConfigError, FramebusError
 from .._segment import Removal, remove_if_dead
 from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
+from .apiauth import api_security
 from .bridges import bridge_processes
 from .httpapi import HttpApi
 from .pacing import Backoff
@@ -227,12 +228,14 @@ class Daemon:
             return True
         self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
         try:
+            middlewares, tls = api_security(config)
             await self._http.start(
-                config.host, config.port,
-                max_connections=config.max_connections, header_timeout_s=config.header_timeout_s,
+                config.host, config.port, max_connections=config.max_connections,
+                header_timeout_s=config.header_timeout_s, middlewares=middlewares, ssl_context=tls,
             )  # fmt: skip
-        except OSError as exc:
-            logger.error("cannot serve the HTTP API on %s:%d: %s", config.host, config.port, exc.strerror)
+        except (OSError, ConfigError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            logger.error("cannot serve the HTTP API on %s:%d: %s", config.host, config.port, why)
             self._http = None
             return False
         return True

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import StatsProvider, StreamsProvider, SubscribersProvider, metrics_registry
@@ -61,8 +63,8 @@ class HttpApi:
         self._runner: web.AppRunner | None = None
         self.port = 0  # the bound port, once started
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def app(self, middlewares: Sequence[Middleware] = ()) -> web.Application:
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/health", self._health)
         app.router.add_get("/streams", self._streams_json)
         app.router.add_get("/subscribers", self._subscribers_json)
@@ -70,21 +72,23 @@ class HttpApi:
         return app
 
     async def start(
-        self, host: str, port: int, *, max_connections: int = 64, header_timeout_s: float = 5.0
-    ) -> None:
+        self, host: str, port: int, *, max_connections: int = 64, header_timeout_s: float = 5.0,
+        middlewares: Sequence[Middleware] = (), ssl_context: ssl.SSLContext | None = None,
+    ) -> None:  # fmt: skip
         # aiohttp's keep-alive timer runs from the connection's start until a request is complete
         # (then between requests): it bounds the time to send headers as well as idle time.
         self._runner = web.AppRunner(
-            self.app(), access_log=None, keepalive_timeout=header_timeout_s, logger=_server_logger
+            self.app(middlewares), access_log=None, keepalive_timeout=header_timeout_s, logger=_server_logger
         )
         await self._runner.setup()
-        site = _BoundedSite(self._runner, host, port, max_connections)
+        site = _BoundedSite(self._runner, host, port, max_connections, ssl_context, header_timeout_s)
         try:
             self.port = await site.bind()
         except BaseException:
             await self.stop()
             raise
-        logger.info("HTTP API on http://%s:%d (/health, /streams, /subscribers, /metrics)", host, self.port)
+        scheme = "https" if ssl_context else "http"
+        logger.info("HTTP API on %s://%s:%d (/health, /streams, ...)", scheme, host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -125,15 +129,19 @@ class _Refused(asyncio.Protocol):
 class _BoundedSite(web.BaseSite):
     """A TCP site that serves at most `limit` connections at once."""
 
-    __slots__ = ("_host", "_limit", "_port")
+    __slots__ = ("_handshake_s", "_host", "_limit", "_port", "_tls")
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, limit: int) -> None:
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, limit: int,
+        tls: ssl.SSLContext | None = None, handshake_s: float = 5.0,
+    ) -> None:  # fmt: skip
         super().__init__(runner)
         self._host, self._port, self._limit = host, port, limit
+        self._tls, self._handshake_s = tls, handshake_s
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self._port}"
 
     async def bind(self) -> int:
         """Start serving; the bound port."""
@@ -153,8 +161,9 @@ class _BoundedSite(web.BaseSite):
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
-        )
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True,
+            ssl=self._tls, ssl_handshake_timeout=self._handshake_s if self._tls else None,
+        )  # fmt: skip
 
 
 def merge_streams(stats: Sequence[RunnerStats], streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
