@@ -57,7 +57,7 @@ input, button {{ font: inherit; margin: .3em 0; }} .error {{ color: #f88; }}</st
 <label>user <input name="user" id="user" autocomplete="username" required autofocus></label><br>
 <label>password <input name="password" id="password" type="password"
  autocomplete="current-password" required></label><br>
-<button type="submit" id="submit">log in</button></form></body></html>
+<button type="submit">log in</button></form></body></html>
 """
 
 
