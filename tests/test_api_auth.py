@@ -57,6 +57,10 @@ def test_api_needs_a_token_on_every_route_and_serves_https(tmp_path: Path) -> No
             assert status == 401 and "bearer token is required" in body, route
             assert get(base + route, "fbt_12345678_guess", trusted)[0] == 401, route
         wait_until(lambda: get(base + "/health", token, trusted)[0] == 200, 30, "a healthy daemon")
+        program = str(Path(sys.executable).with_name("framebus"))
+        doctor = subprocess.run([program, "doctor", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert f"daemon on {base}: answers; its health needs a token" in doctor.stdout, doctor.stdout
         for route in ROUTES[1:3]:
             assert get(base + route, token, trusted)[0] == 200, route
         # What Prometheus sends with `authorization: {type: Bearer, credentials_file: ...}`:
