@@ -7,7 +7,9 @@ a live view, its fps, latency and subscribers; ``/snapshot/NAME.jpg`` is its new
 Only pages of this viewer may use it: a request naming another host (``Host:``, as a DNS
 rebinding attack would) or a WebSocket opened by a page of another origin (``Origin:``) gets 403,
 so no web page open in a browser on the box can watch its cameras. Accepted hosts: IP addresses,
-localhost, this machine's host name and each ``--allow-host``.
+localhost, this machine's host name and each ``--allow-host``. Beyond loopback it needs
+``--credentials FILE`` (a login; see webauth.py) or an explicit ``--no-auth``; ``--tls-cert`` and
+``--tls-key`` serve HTTPS.
 
 A stream is encoded only while someone watches it, once per frame however many watch: one
 :class:`Feed` per watched stream subscribes, renders and JPEG-encodes each new frame, and every
