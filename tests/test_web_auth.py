@@ -368,3 +368,53 @@ async def log_in_and_watch(tab: str, video: str) -> None:
         later = json.loads(await evaluate(session, tab, CARDS_JS))
         assert later[0] > first[0], f"frames advance: {first} then {later}"
         assert await evaluate(session, tab, "document.cookie") == "", "HttpOnly: scripts cannot read it"
+
+
+def test_forwarded_headers_count_only_from_a_trusted_proxy(
+    tmp_path: Path, credentials: tuple[CredentialsFile, str]
+) -> None:
+    """Behind a proxy on 127.0.0.1 the throttle sees each real client (X-Forwarded-For) and the
+    cookie is Secure when the proxy says https; from 127.0.0.2, not a proxy, both are ignored."""
+    file, _ = credentials
+    video = unique_name("webproxy")
+    with Feeder.synthetic(video, fps=5):
+        web, base = _start(tmp_path, video, "--credentials", str(file.path), "--trust-proxy", "127.0.0.1")
+        try:
+            wait_until(lambda: _listening(web), 20, "the web viewer to listen")
+
+            async def attempts(session: aiohttp.ClientSession, n: int, **headers: str) -> list[int]:
+                form = {"user": "alice", "password": "wrong"}
+                codes = []
+                for _ in range(n):
+                    async with session.post(base + "/login", data=form, headers=headers) as r:
+                        codes.append(r.status)
+                return codes
+
+            async def scenario() -> None:
+                async with browser_like() as proxy:
+                    assert (await attempts(proxy, 7, **{"X-Forwarded-For": "203.0.113.9"}))[-1] == 429
+                    assert await attempts(proxy, 1, **{"X-Forwarded-For": "203.0.113.8"}) == [401], (
+                        "another client"
+                    )
+                    form = {"user": "alice", "password": PASSWORD}
+                    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+                    async with proxy.post(
+                        base + "/login", data=form, headers=headers, allow_redirects=False
+                    ) as r:
+                        assert r.status == 303 and r.cookies[COOKIE]["secure"], "https at the proxy: Secure"
+                async with browser_like(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as other:
+                    spoofed = [
+                        await attempts(other, 1, **{"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(7)
+                    ]
+                    assert spoofed[-1] == [429], "not a trusted proxy: its header changes nothing"
+                    form = {"user": "alice", "password": PASSWORD}
+                    headers = {"X-Forwarded-Proto": "https"}
+                    async with other.post(
+                        base + "/login", data=form, headers=headers, allow_redirects=False
+                    ) as r:
+                        assert r.status == 429
+
+            asyncio.run(scenario())
+            assert "203.0.113.9" in web.output() and "failed login from 127.0.0.2" in web.output()
+        finally:
+            web.close()
