@@ -379,6 +379,10 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, feed: F
             return
         if message.type != WSMsgType.TEXT or message.data != "next":
             continue
+        guard = request.app.get(_GUARD)
+        if guard is not None and not guard.allows(request):  # logged out, removed, expired
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"the session ended")
+            return
         while not await feed.newer_than(sent, STATUS_EVERY_S):
             if ws.closed:
                 return

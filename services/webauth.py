@@ -100,6 +100,13 @@ class ViewerGuard:
         cookie = request.cookies.get(COOKIE)
         return verify_session(current, cookie) if cookie else None
 
+    def allows(self, request: web.Request) -> bool:
+        """Whether the request's session or token is still good (a live view asks each frame)."""
+        try:
+            return self.user(request) is not None
+        except web.HTTPServiceUnavailable:
+            return False
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/login" or self.user(request) is not None:

@@ -198,6 +198,25 @@ def test_tampered_expired_and_orphaned_sessions_and_tokens_are_refused(viewer: V
     asyncio.run(scenario())
 
 
+def test_a_live_view_stops_when_its_user_is_removed(viewer: Viewer) -> None:
+    async def scenario() -> None:
+        bearer = {"Authorization": f"Bearer {viewer.token}"}
+        async with browser_like() as session:
+            async with session.ws_connect(f"{viewer.base}/ws/{viewer.video}", headers=bearer) as ws:
+                for _ in range(2):
+                    await ws.send_str("next")
+                    while (await ws.receive(timeout=10)).type != aiohttp.WSMsgType.BINARY:
+                        pass
+                viewer.credentials.remove_user("alice")
+                await ws.send_str("next")
+                message = await ws.receive(timeout=10)
+                while message.type == aiohttp.WSMsgType.BINARY:  # (one frame may have been on its way)
+                    message = await ws.receive(timeout=10)
+                assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1008, message
+
+    asyncio.run(scenario())
+
+
 def test_brute_force_is_throttled_per_address_and_others_still_log_in(viewer: Viewer) -> None:
     """100 wrong passwords from 127.0.0.2: at most a burst of them is checked, then one per 2 s
     (429 with Retry-After for the rest, the password unchecked); 127.0.0.1 logs in meanwhile."""
