@@ -10,6 +10,7 @@ from ._credentials import User as User
 from ._exposure import exposure_problem as exposure_problem
 from ._exposure import is_loopback as is_loopback
 from ._exposure import server_tls_context as server_tls_context
+from ._passwords import bearer_token as bearer_token
 from ._passwords import hash_password as hash_password
 from ._passwords import verify_password as verify_password
 from ._sessions import SESSION_S as SESSION_S
@@ -33,11 +34,3 @@ __all__ = [
     "verify_password",
     "verify_session",
 ]
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -13,7 +13,10 @@ import hashlib
 import hmac
 import secrets
 
-__all__ = ["hash_password", "hash_token", "new_token", "password_salt", "verify_password"]
+__all__ = [
+    "TOKEN_PREFIX", "bearer_token", "hash_password", "hash_token", "new_token", "password_salt", "token_id",
+    "verify_password",
+]  # fmt: skip
 
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: CPU/memory (128 * r * n bytes = 16 MiB), block size, lanes
 _MAXMEM = 64 * 1024 * 1024  # OpenSSL's default limit (32 MiB) is too close to 16 MiB for comfort
@@ -73,3 +76,11 @@ def token_id(token: str) -> str | None:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -22,8 +22,7 @@ def register(commands: Commands) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..config import check_devices, load_config
-    from ..config._security import exposure_warnings
+    from ..config import check_devices, exposure_warnings, load_config
 
     topology = load_config(args.config)
     for warning in check_devices(topology) + exposure_warnings(topology):

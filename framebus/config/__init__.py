@@ -22,6 +22,8 @@ from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
 from ._load import this_topology as this_topology
 from ._paths import check_devices as check_devices
+from ._security import BridgeTls as BridgeTls
+from ._security import exposure_warnings as exposure_warnings
 from ._streams import IMU_COLUMNS as IMU_COLUMNS
 from ._streams import CameraSource as CameraSource
 from ._streams import DepthSource as DepthSource
@@ -53,6 +55,7 @@ __all__ = [
     "BridgeExport",
     "BridgeImport",
     "BridgeMode",
+    "BridgeTls",
     "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
@@ -78,6 +81,7 @@ __all__ = [
     "check_groups",
     "check_memory",
     "check_references",
+    "exposure_warnings",
     "load_config",
     "parse_config",
     "this_subscriber",
