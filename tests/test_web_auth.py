@@ -12,6 +12,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -301,7 +302,7 @@ def test_no_auth_beyond_loopback_is_logged_loudly(tmp_path: Path) -> None:
     log = tmp_path / "open.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["unshare", "-n", str(Path(os.sys.executable).with_name("framebus")), "web",
+            ["unshare", "-n", str(Path(sys.executable).with_name("framebus")), "web",
              "--listen", "0.0.0.0:8080", "--no-auth"], stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
