@@ -4,6 +4,8 @@ from typing import TYPE_CHECKING
 
 from ._errors import ConfigError as ConfigError
 from ._errors import FramebusError as FramebusError
+from ._errors import InvalidStreamName as InvalidStreamName
+from ._errors import NotOwner as NotOwner
 from ._errors import SegmentCorrupt as SegmentCorrupt
 from ._errors import SegmentForeign as SegmentForeign
 from ._errors import SharedMemoryFull as SharedMemoryFull
@@ -23,6 +25,8 @@ __all__ = [
     "ConfigError",
     "Frame",
     "FramebusError",
+    "InvalidStreamName",
+    "NotOwner",
     "Publisher",
     "SegmentCorrupt",
     "SegmentForeign",

@@ -43,6 +43,7 @@
 #include <linux/futex.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -958,9 +959,57 @@ mod_latency_bucket(PyObject *module, PyObject *arg)
     return PyLong_FromUnsignedLong(latency_bucket(ns));
 }
 
+/* keep_private(buffer, offset, length): the pages of buffer[offset:offset+length] (rounded out
+ * to whole pages) become this process's own copy, with the same addresses and bytes: arrays
+ * over them keep reading what they read now, whatever the shared object behind them does
+ * next. For a held frame whose subscriber closes: called while the hold still protects the
+ * slot, so the copy is whole. The copy is built beside the mapping, then moved over those
+ * pages in one mremap(), so another thread reading them sees the old pages or the copy, never
+ * a page in between. No control word is involved. */
+static PyObject *
+mod_keep_private(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    if (check_nargs(nargs, 3, "keep_private") < 0) return NULL;
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]), length = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    if (offset < 0 || length <= 0 || offset > view.len - length) {
+        PyErr_Format(PyExc_ValueError, "keep_private: %zd+%zd is outside a %zd-byte mapping", offset, length,
+                     view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* (a mapping starts on a page and spans whole pages, so the rounded range stays inside it) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), at = (uintptr_t)view.buf + (uintptr_t)offset;
+    uintptr_t start = at & ~(page - 1), end = (at + (uintptr_t)length + page - 1) & ~(page - 1);
+    size_t size = end - start;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    void *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) {
+        failed = errno;
+    } else {
+        memcpy(copy, (const void *)start, size);
+        if (mremap(copy, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)start) == MAP_FAILED) {
+            failed = errno;
+            munmap(copy, size);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"copy_frame", (PyCFunction)(void (*)(void))mod_copy_frame, METH_FASTCALL,
      "Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."},
+    {"keep_private", (PyCFunction)(void (*)(void))mod_keep_private, METH_FASTCALL,
+     "Make the pages of buffer[offset:offset+length] this process's own copy, in place."},
     {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
     {NULL, NULL, 0, NULL},
 };

@@ -26,6 +26,9 @@ class ControlWords:
 def copy_frame(dst: object, src: object, /) -> None:
     """Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."""
 
+def keep_private(buffer: Buffer, offset: int, length: int, /) -> None:
+    """Make the pages of buffer[offset:offset+length] this process's own copy, in place."""
+
 class FrameBase:
     """A frame's array and header; framebus.Frame derives from it."""
 

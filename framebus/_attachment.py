@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import ControlWords, ReadPort
+from ._atomic import ControlWords, ReadPort, keep_private
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._frame import Frame
 from ._layout import (
@@ -20,7 +20,7 @@ from ._layout import (
     Layout,
     magic_word,
 )
-from ._ring import Ring
+from ._ring import SLOT_MASK, Ring
 from ._segment import Segment
 
 Release = Callable[[Frame], None]
@@ -87,6 +87,12 @@ class Attachment:
         """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
         self.port.unpin(word)
 
+    def keep(self, frame: Frame) -> None:
+        """Make the held zero-copy `frame`'s bytes this process's own copy, in place (its array
+        reads the same memory), so they outlive the hold: for close(). Call while it is held."""
+        slot = frame._word & SLOT_MASK
+        keep_private(self.segment.map, self.layout.frame_start(slot), self.layout.frame_nbytes)
+
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
         self.port.close()  # a wait() in flight in another thread pins nothing now
@@ -100,22 +106,27 @@ class _CopyReads:
 
     def __init__(self, port: ReadPort[Frame], layout: Layout) -> None:
         self._port, self._layout = port, layout
-        self._out: np.ndarray[Any, Any] | None = None  # the array the next frame lands in
+        # Arrays no frame took yet. Each read takes one for itself (list.pop is atomic), so
+        # threads reading at once never copy into one array (see Subscriber: copy=True).
+        self._spare: list[np.ndarray[Any, Any]] = []
 
     def take(self, last_seq: int, release: Release) -> Frame | int | None:
-        return self._copied(self._port.take(last_seq, release, self._array()))
+        out = self._array()
+        return self._copied(self._port.take(last_seq, release, out), out)
 
     def wait(self, last_seq: int, timeout: float, release: Release) -> Frame | int | None:
-        return self._copied(self._port.wait(last_seq, timeout, release, self._array()))
+        out = self._array()
+        return self._copied(self._port.wait(last_seq, timeout, release, out), out)
 
     def _array(self) -> np.ndarray[Any, Any]:
-        if self._out is None:
-            self._out = np.empty(self._layout.shape, self._layout.dtype)
-        return self._out
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return np.empty(self._layout.shape, self._layout.dtype)
 
-    def _copied(self, result: Frame | int | None) -> Frame | int | None:
-        if isinstance(result, Frame):
-            self._out = None  # (the array now belongs to its frame)
+    def _copied(self, result: Frame | int | None, out: np.ndarray[Any, Any]) -> Frame | int | None:
+        if not isinstance(result, Frame):
+            self._spare.append(out)  # no frame took it: the next read's
         return result
 
 

@@ -22,7 +22,8 @@ SHAPE = (48, 64, 3)
 
 def test_public_names_are_pinned() -> None:
     assert sorted(framebus.__all__) == [
-        "ConfigError", "Frame", "FramebusError", "Publisher", "SegmentCorrupt", "SegmentForeign",
+        "ConfigError", "Frame", "FramebusError", "InvalidStreamName", "NotOwner", "Publisher",
+        "SegmentCorrupt", "SegmentForeign",
         "SharedMemoryFull", "StreamInfo", "StreamNotFound", "Subscriber", "SubscriberInfo",
         "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone", "ring_bytes", "streams",
     ]  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .._errors import ConfigError
 from ._args import Commands
-from ._exit import EXIT_OK
+from ._exit import EXIT_FAILURE, EXIT_OK
 from ._units import DEFAULT_CONFIG, DEFAULT_USER, UnitFile, render_units
 
 __all__ = ["find_executable", "register"]
@@ -67,7 +67,11 @@ def _install(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"### {target}\n{unit.text}")
         else:
-            print(f"{_write(target, unit)} {target}")
+            try:
+                print(f"{_write(target, unit)} {target}")
+            except OSError as exc:  # (a read-only or missing --prefix, not root, a full disk)
+                print(f"framebus: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_FAILURE
     local_config = root / args.config.lstrip("/")
     if not local_config.is_file():
         print(f"note: no config at {local_config} yet: put your topology there (e.g. config/simulated.yaml)")
