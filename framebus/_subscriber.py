@@ -190,7 +190,9 @@ class Subscriber:
             raise exc
 
     def close(self) -> None:
-        """Detach: release the held frame and this subscriber's entry. Safe from any thread."""
+        """Detach: give up the hold and this subscriber's entry. Safe from any thread.
+
+        A frame still held keeps what it shows: its pages become this process's private copy."""
         if self._closed:
             return
         self._closed = True
