@@ -89,7 +89,12 @@ class Attachment:
 
     def keep(self, frame: Frame) -> None:
         """Make the held zero-copy `frame`'s bytes this process's own copy, in place (its array
-        reads the same memory), so they outlive the hold: for close(). Call while it is held."""
+        reads the same memory), so they outlive the hold: for close(). Call while it is held.
+
+        Slots are whole 4 KiB pages. With larger pages (16 KiB on some aarch64 kernels) the copy
+        may take in a neighbour's bytes, at worst the reader table's tail: then detach() clears
+        the hold in our copy only, and the writer reclaims it as a dead reader's (the entry lock
+        is gone), which is safe."""
         slot = frame._word & SLOT_MASK
         keep_private(self.segment.map, self.layout.frame_start(slot), self.layout.frame_nbytes)
 

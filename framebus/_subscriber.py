@@ -137,7 +137,7 @@ class Subscriber:
                     remaining = _remaining(deadline)
             look = True
             if att is None:
-                time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
+                time.sleep(max(0.0, min(remaining, REATTACH_POLL)))  # no writer to wake us: look again soon
                 continue
             # The usual case is this step alone: one native call sleeps (GIL released) and reads,
             # a frame already published at once. It takes no lock, for each step of Python costs
@@ -207,7 +207,7 @@ class Subscriber:
             current, self._current = self._current, None
             if self._att is not None:
                 if current is not None and not self.copy:  # still held: its bytes become ours
-                    self._att.keep(current)  # (before detach() lets the writer reuse its slot)
+                    self._keep(self._att, current)  # (before detach() lets the writer reuse its slot)
                 self._att.detach()
             self._att = None  # the mapping goes now, unless frames the caller holds need it
         if self._executor is not None:
@@ -244,6 +244,13 @@ class Subscriber:
             "releases the frame another thread holds); it belongs to the first thread that read "
             "from it: make one per thread, or use copy=True"
         )
+
+    def _keep(self, att: Attachment, frame: Frame) -> None:
+        try:
+            att.keep(frame)
+        except OSError as exc:  # (no memory for the copy: close anyway, and say what it costs)
+            logger.warning("stream %r: frame %d may change after close(): no private copy (%s)", self.name,
+                           frame.seq, exc)  # fmt: skip
 
     def _wait_for_owner(self, timeout: float) -> Frame:
         """wait() in wait_async()'s helper thread, on behalf of the owner (checked by the caller)."""

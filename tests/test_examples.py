@@ -19,7 +19,7 @@ START_S = 30.0  # a Python start-up with numpy, on a loaded machine
 def example(script: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(EXAMPLES / script), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, cwd=EXAMPLES.parent.parent,  # (not the checkout: the installed framebus)
+        text=True, cwd=REPO,
     )  # fmt: skip
 
 
