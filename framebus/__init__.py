@@ -7,12 +7,16 @@ from ._errors import FramebusError as FramebusError
 from ._errors import SegmentCorrupt as SegmentCorrupt
 from ._errors import SegmentForeign as SegmentForeign
 from ._errors import SharedMemoryFull as SharedMemoryFull
+from ._errors import StreamKindMismatch as StreamKindMismatch
 from ._errors import StreamNotFound as StreamNotFound
 from ._errors import TooManySubscribers as TooManySubscribers
 from ._errors import WriterBusy as WriterBusy
 from ._errors import WriterGone as WriterGone
 from ._frame import Frame as Frame
 from ._layout import ring_bytes as ring_bytes
+from ._packet import Packet as Packet
+from ._packet_publisher import PacketPublisher as PacketPublisher
+from ._packet_subscriber import PacketSubscriber as PacketSubscriber
 from ._publisher import Publisher as Publisher
 from ._streams import StreamInfo as StreamInfo
 from ._streams import SubscriberInfo as SubscriberInfo
@@ -23,11 +27,15 @@ __all__ = [
     "ConfigError",
     "Frame",
     "FramebusError",
+    "Packet",
+    "PacketPublisher",
+    "PacketSubscriber",
     "Publisher",
     "SegmentCorrupt",
     "SegmentForeign",
     "SharedMemoryFull",
     "StreamInfo",
+    "StreamKindMismatch",
     "StreamNotFound",
     "Subscriber",
     "SubscriberInfo",

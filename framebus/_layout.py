@@ -33,10 +33,17 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import SegmentCorrupt
+from ._errors import SegmentCorrupt, StreamKindMismatch
 
 MAGIC = b"FBUS"
 VERSION = 3  # 2: reader entries carry last seq and a latency histogram; 3: the writer generation
+# What a segment carries, in the header's flags field (u16 after the version). Frame segments
+# write KIND_FRAMES (0, as every segment before kinds existed); encoded-packet segments (see
+# _packet_layout.py) write KIND_PACKETS with a version of their own, 1, which no framebus that
+# predates kinds accepts (they read VERSION 3 only): an old reader rejects them with a typed
+# SegmentCorrupt naming the version, a new one with StreamKindMismatch naming the right class.
+KIND_FRAMES = 0
+KIND_PACKETS = 1
 PAGE = 4096  # bytes; slots start on page boundaries
 CACHE_LINE = 64  # bytes; one control word per line, no false sharing
 
@@ -275,12 +282,14 @@ class Layout:
 
         if size < HEADER_SIZE:
             raise bad(f"{size} bytes is smaller than the {HEADER_SIZE}-byte header")
-        (magic, version, _flags, header_size, slots, stride, frame_offset, meta_capacity, nbytes,
+        (magic, version, kind, header_size, slots, stride, frame_offset, meta_capacity, nbytes,
          readers, holders, ndim, dtype_raw, *rest) = _DESCRIPTION.unpack_from(buf, 0)  # fmt: skip
         shape8, raw_name, created, pid, fps = rest[:MAX_DIMS], *rest[MAX_DIMS:]
         del created, pid
         if magic != MAGIC:
             raise bad(f"magic {magic!r} is not {MAGIC!r}")
+        if kind != KIND_FRAMES:
+            raise kind_mismatch(name, kind)
         if version != VERSION:
             raise SegmentCorrupt(f"stream {name!r}: layout version {version}, this framebus reads {VERSION}")
         if header_size != HEADER_SIZE:
@@ -419,14 +428,34 @@ def latency_bucket_bounds(bucket: int) -> tuple[int, int]:
     return low << LATENCY_UNIT_SHIFT, high << LATENCY_UNIT_SHIFT
 
 
+def published_kind(word: int) -> int | None:
+    """The kind (KIND_*) a segment's published first word names; None if it is no framebus magic."""
+    if word & 0xFFFFFFFF != int.from_bytes(MAGIC, "little"):
+        return None
+    return word >> 48
+
+
+def kind_mismatch(name: str, found: int) -> StreamKindMismatch:
+    """The error for a reader of the wrong kind: it names the class that reads the stream."""
+    if found == KIND_PACKETS:
+        return StreamKindMismatch(
+            f"stream {name!r} carries encoded packets, not frames: read it with framebus.PacketSubscriber"
+        )
+    if found == KIND_FRAMES:
+        return StreamKindMismatch(
+            f"stream {name!r} carries raw frames, not encoded packets: read it with framebus.Subscriber"
+        )
+    return StreamKindMismatch(f"stream {name!r} carries data of kind {found}, unknown to this framebus")
+
+
 def writer_pid(buf: memoryview) -> int:
     """The pid the writer recorded at creation (for display: pids are not used for liveness)."""
     return int(_DESCRIPTION.unpack_from(buf, 0)[-2])
 
 
-def magic_word() -> int:
-    """The first 8 header bytes (magic, version, flags) as the u64 the writer stores last."""
-    return int.from_bytes(MAGIC + VERSION.to_bytes(2, "little") + b"\0\0", "little")
+def magic_word(version: int = VERSION, kind: int = KIND_FRAMES) -> int:
+    """The first 8 header bytes (magic, version, kind flags) as the u64 the writer stores last."""
+    return int.from_bytes(MAGIC + version.to_bytes(2, "little") + kind.to_bytes(2, "little"), "little")
 
 
 def ring_bytes(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._errors import FramebusError
-from ._layout import MODE_COPY, MODE_VIEW, READER_LOCK_BASE, Layout, writer_pid
+from ._layout import KIND_PACKETS, MAX_READERS, MODE_COPY, MODE_VIEW, READER_LOCK_BASE, Layout, writer_pid
 from ._names import listed_names, printable_name, validate_name
-from ._ring import Ring, unpack_latest
+from ._packet_layout import PacketLayout, packet_writer_pid
+from ._packet_ring import PacketRing
+from ._ring import Ring, StreamState, unpack_latest
 from ._segment import Segment
 
 _MODES = {MODE_VIEW: "view", MODE_COPY: "copy"}
+_KIND = struct.Struct("<H")  # the header's kind field, at offset 6 in every kind of segment
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,13 @@ class StreamInfo:
     #: The rate the writer declared (0 if it did not).
     nominal_fps: float = 0.0
     subscribers: list[SubscriberInfo] = field(default_factory=list)
+    #: What it carries: "frames" (arrays) or "packets" (an encoded stream: PacketSubscriber).
+    kind: str = "frames"
+    #: Encoded streams: the codec ("h264"), the measured bitrate (bits/s, 0 when packets stopped
+    #: flowing) and the GOP (packets from the previous keyframe to the newest; 0 before two).
+    codec: str = ""
+    bitrate_bps: float = 0.0
+    gop: int = 0
     #: Why the segment could not be read, if it could not (then the other fields are defaults).
     error: str | None = None
 
@@ -85,6 +96,9 @@ def _describe(name: str) -> StreamInfo | None:
     except FileNotFoundError:
         return None  # removed while we listed
     try:
+        if segment.size >= _KIND.size + 6 and _KIND.unpack_from(segment.map, 6)[0] == KIND_PACKETS:
+            packets = PacketLayout.read_description(memoryview(segment.map), segment.size, name)
+            return _read_packet_info(segment, packets)
         layout = Layout.read_description(memoryview(segment.map), segment.size, name)
         return _read_info(segment, layout)
     except FramebusError as exc:
@@ -122,17 +136,46 @@ def _read_info(segment: Segment, layout: Layout) -> StreamInfo:
     )
 
 
-def _subscribers(ring: Ring, now: int, newest: int) -> list[SubscriberInfo]:
+def _read_packet_info(segment: Segment, layout: PacketLayout) -> StreamInfo:
+    ring = PacketRing(segment, layout)
+    try:
+        alive, stalled, now = ring.writer_alive(), ring.stalled(), time.monotonic_ns()
+        stats, packet_stats = ring.writer_stats(), ring.packet_stats()
+        subscribers = _subscribers(ring, now, ring.head())
+    finally:
+        ring.words.release()
+    age = (now - stats.last_publish_ns) / 1e9 if stats.published else None
+    interval = stats.interval_ns
+    flowing = interval and age is not None and age < max(1.0, 3 * interval / 1e9)
+    return StreamInfo(
+        name=layout.name,
+        segment_bytes=layout.total_size,
+        writer_alive=alive,
+        writer_pid=packet_writer_pid(memoryview(segment.map)),
+        stalled=stalled,
+        published=stats.published,
+        last_publish_age_s=age,
+        fps=round(1e9 / interval, 2) if flowing else 0.0,
+        nominal_fps=layout.fps,
+        subscribers=subscribers,
+        kind="packets",
+        codec=layout.codec,
+        bitrate_bps=float(packet_stats.bitrate_bps) if flowing else 0.0,
+        gop=packet_stats.gop,
+    )
+
+
+def _subscribers(ring: StreamState, now: int, newest: int) -> list[SubscriberInfo]:
     """Live entries (their lock is held); statistics are plain words: a torn one misreports a number."""
     found = []
-    for entry in range(ring.layout.reader_count):
+    for entry in range(MAX_READERS):
         if not ring.segment.is_locked(READER_LOCK_BASE + entry):
             continue
         stats = ring.reader_stats(entry, now)
         found.append(SubscriberInfo(
             entry, stats.pid, _MODES.get(stats.mode, "?"), stats.frames_read, stats.frames_missed,
             (now - stats.last_read_ns) / 1e9 if stats.last_read_ns else None,
-            (now - stats.hold_since_ns) / 1e9 if ring.holding(entry) else None,
+            (now - stats.hold_since_ns) / 1e9 if isinstance(ring, Ring) and ring.holding(entry) else None,
             behind=max(0, newest - stats.last_seq),
             latency_p50_s=stats.latency_quantile_s(0.5),
             latency_p99_s=stats.latency_quantile_s(0.99),

@@ -22,8 +22,9 @@ SHAPE = (48, 64, 3)
 
 def test_public_names_are_pinned() -> None:
     assert sorted(framebus.__all__) == [
-        "ConfigError", "Frame", "FramebusError", "Publisher", "SegmentCorrupt", "SegmentForeign",
-        "SharedMemoryFull", "StreamInfo", "StreamNotFound", "Subscriber", "SubscriberInfo",
+        "ConfigError", "Frame", "FramebusError", "Packet", "PacketPublisher", "PacketSubscriber",
+        "Publisher", "SegmentCorrupt", "SegmentForeign", "SharedMemoryFull", "StreamInfo",
+        "StreamKindMismatch", "StreamNotFound", "Subscriber", "SubscriberInfo",
         "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone", "ring_bytes", "streams",
     ]  # fmt: skip
     for exported in framebus.__all__:
