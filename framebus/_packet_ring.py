@@ -240,6 +240,7 @@ class PacketRing(StreamState):
             length > 0
             and offset % PACKET_ALIGN == 0
             and offset + length + meta_len <= self._cap
+            and length + meta_len <= self.layout.max_packet
             and meta_len <= self.layout.meta_capacity
             and not flags & ~KNOWN_FLAGS
         )
