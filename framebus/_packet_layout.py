@@ -28,6 +28,7 @@ import math
 import mmap
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from ._errors import SegmentCorrupt
@@ -159,11 +160,11 @@ class PacketLayout:
     def config_offset(self) -> int:
         return HEADER_SIZE
 
-    @property
+    @cached_property  # (descriptor_offset() runs a few times per packet)
     def index_offset(self) -> int:
         return _align(self.config_offset + self.config_capacity, CACHE_LINE)
 
-    @property
+    @cached_property
     def data_offset(self) -> int:
         return _align(self.index_offset + self.descriptor_count * DESCRIPTOR_SIZE, PAGE)
 
