@@ -8,6 +8,7 @@ import contextlib
 import mmap
 import os
 import random
+import re
 import signal
 import struct
 import time
@@ -216,6 +217,21 @@ def test_streams_shows_codec_bitrate_and_gop(name: str, h264: tuple[Encoded, byt
     assert (info.kind, info.codec, info.gop, info.published) == ("packets", "h264", GOP, 2 * GOP + 6)
     assert info.bitrate_bps > 0 and info.subscribers[0].frames_read == 1
     assert info.subscribers[0].behind == 5
+
+
+def test_ls_and_stat_show_an_encoded_streams_codec_and_gop(
+    name: str, h264: tuple[Encoded, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from framebus.cli import main
+
+    packets, _ = h264
+    with framebus.PacketPublisher(name) as pub:
+        for data, pts, key in packets[: GOP + 1]:
+            pub.publish(data, pts=pts, keyframe=key)
+        assert main(["ls"]) == 0 and main(["stat", name]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"{name}\s+h264\s+[\d.]+ Mbit/s GOP {GOP}", out), out
+    assert re.search(rf"packets\s+h264, [\d.]+ Mbit/s, GOP {GOP}", out), out
 
 
 def test_bad_packets_and_arguments_leave_the_stream_untouched(name: str) -> None:

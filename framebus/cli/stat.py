@@ -52,6 +52,11 @@ def _describe(info: StreamInfo) -> list[str]:
         ),
         f"subscribers {len(info.subscribers)}",
     ]
+    if info.kind == "packets":  # an encoded stream: no frames, its codec, bitrate and GOP instead
+        lines[3] = (
+            f"packets     {info.codec}, {info.bitrate_bps / 1e6:.2f} Mbit/s, GOP {info.gop}, "
+            f"{info.segment_bytes / 2**20:.1f} MiB"
+        )
     for sub in info.subscribers:
         last = "never" if sub.last_read_age_s is None else f"{fmt_seconds(sub.last_read_age_s)} ago"
         lines.append(
