@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._errors import ConfigError
+from .. import ConfigError
 from ._args import Commands
 from ._exit import EXIT_OK
 from ._units import DEFAULT_CONFIG, DEFAULT_USER, UnitFile, render_units

@@ -16,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import Publisher, streams
-from .._errors import ConfigError, FramebusError
+from .. import ConfigError, FramebusError, Publisher, StreamInfo, streams
 from .._segment import Removal, remove_if_dead
 from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
 from .bridges import bridge_processes
@@ -225,7 +224,7 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
+        self._http = HttpApi(self.stats, _stream_infos, self._subscriber_status)
         try:
             await self._http.start(
                 config.host, config.port,
@@ -347,7 +346,7 @@ class Daemon:
         return f"{len(parts)} stream(s): " + (", ".join(parts) if parts else "none")
 
 
-def _stream_dicts() -> list[dict[str, Any]]:
+def _stream_infos() -> list[StreamInfo]:
     with contextlib.suppress(FramebusError, OSError):
-        return [info.to_dict() for info in streams()]
+        return streams()
     return []

@@ -99,7 +99,7 @@ class HttpApi:
         return web.json_response(body, status=200 if healthy else 503)
 
     async def _streams_json(self, request: web.Request) -> web.Response:
-        return web.json_response(merge_streams(self._stats(), self._streams()))
+        return web.json_response(merge_streams(self._stats(), [s.to_dict() for s in self._streams()]))
 
     async def _subscribers_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._subscribers())
