@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser(with_services=False)  # `framebus ls` does not import the services to start
     command = _command(argv)
-    if command not in _choices(parser):
+    if command not in parser.get_default("commands"):
         parser = _parser(with_services=True, command=command)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -69,10 +69,6 @@ def _command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _choices(parser: argparse.ArgumentParser) -> set[str]:
-    return {name for action in parser._subparsers._group_actions for name in action.choices or ()}  # type: ignore[union-attr]
-
-
 def _parser(*, with_services: bool = True, command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framebus", description="Latest-frame shared-memory bus.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -81,6 +77,7 @@ def _parser(*, with_services: bool = True, command: str | None = None) -> argpar
         help="least severe log messages shown (default: info)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(commands=commands.choices)  # the names, for main() to tell what is a service
     for module in _COMMANDS:
         if module is services and with_services:
             services.register(commands, command)
