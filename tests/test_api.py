@@ -22,9 +22,10 @@ SHAPE = (48, 64, 3)
 
 def test_public_names_are_pinned() -> None:
     assert sorted(framebus.__all__) == [
-        "ConfigError", "Frame", "FramebusError", "Publisher", "SegmentCorrupt", "SegmentForeign",
-        "SharedMemoryFull", "StreamInfo", "StreamNotFound", "Subscriber", "SubscriberInfo",
-        "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone", "ring_bytes", "streams",
+        "ConfigError", "Frame", "FramebusError", "Headline", "MIB", "Publisher", "STREAM_STATES",
+        "SegmentCorrupt", "SegmentForeign", "SharedMemoryFull", "StreamInfo", "StreamNotFound",
+        "Subscriber", "SubscriberInfo", "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone",
+        "configure_logging", "ring_bytes", "streams", "subscriber_figures",
     ]  # fmt: skip
     for exported in framebus.__all__:
         obj = getattr(framebus, exported)
