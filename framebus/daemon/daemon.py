@@ -251,7 +251,8 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
+        grace = self._topology.daemon.ready_timeout_s  # as long as READY waits for first frames
+        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status, starting_grace_s=grace)
         try:
             await self._http.start(
                 config.host, config.port,
@@ -367,9 +368,12 @@ class Daemon:
     def _status_line(self) -> str:
         parts = []
         for s in self.stats():
-            parts.append(
-                f"{s.name} {s.fps:.1f} fps" if s.state is StreamState.RUNNING else f"{s.name} {s.state.value}"
-            )
+            if s.state is not StreamState.RUNNING:
+                parts.append(f"{s.name} {s.state.value}")
+            elif s.published < 2:  # a rate needs two frames: at READY there may be only the first
+                parts.append(f"{s.name} running (first frame out, rate not measured yet)")
+            else:
+                parts.append(f"{s.name} {s.fps:.1f} fps")
         return f"{len(parts)} stream(s): " + (", ".join(parts) if parts else "none")
 
 
