@@ -379,7 +379,7 @@ class RecorderSubscriber(Service):
     command: ClassVar[str] = "record"
     reads_fields: ClassVar[tuple[str, ...]] = ("stream",)
     stream: Annotated[StreamName, Arg(positional=True)] = Field(description="the stream to record")
-    out: Path = Field(description="directory of the segments; relative to where `framebus run` starts")
+    out: Path = Field(description="directory of the segments; relative to the config file's folder")
     segment_s: float = Field(default=60.0, ge=0.1, le=86400, description="seconds per segment")
     max_mb: float | None = Field(default=None, gt=0, description="retention: MiB of this stream's segments")
     max_age_h: float | None = Field(default=None, gt=0, description="retention: hours a segment is kept")
