@@ -7,7 +7,8 @@
   grey levels from the running background; at most one per ``--cooldown`` seconds.
 - ``quality``: when the image turns dark, bright or blurry (or recovers); brightness is the
   mean grey level, sharpness the variance of the Laplacian.
-- ``health``: every ``--health`` seconds: frame rate, latency from capture, frames missed.
+- ``health``: every ``--health`` seconds: frame rate, latency from capture, frames missed, and
+  ``events_lost``, the events that could not be written to the file (a full disk), once there are.
 
 With ``--publish``, frames with the moving regions boxed are published as a derived stream: a
 ring of ``--slots`` slots readable by ``--group``; under ``framebus run`` both default to that
@@ -165,8 +166,9 @@ class Analyzer:
 
     def tick(self) -> None:
         if time.monotonic() - self._health.started >= self.args.health:
+            lost = {"events_lost": self.log.lost} if self.log.lost else {}  # not in the file: a full disk
             self.log.emit(
-                {**self._health.event(self.args.stream), **self._quality, "wall_ns": time.time_ns()}
+                {**self._health.event(self.args.stream), **self._quality, **lost, "wall_ns": time.time_ns()}
             )
             self.events += 1
             self._health = _Health()

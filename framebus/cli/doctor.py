@@ -2,9 +2,10 @@
 
 Looks at every segment in /dev/shm (dead writers' leftovers, modes, who may read them) and, with a
 config, at what it asks for (the /dev/shm budget, groups, a daemon writing its streams, the
-daemon's HTTP API and subscribers restarting in a loop). `--fix` only does what cannot hurt a
-live process: it removes segments whose writer is dead (under the same lock protocol a new
-writer uses) and takes world access away from our own segments.
+daemon's HTTP API and subscribers restarting in a loop), and always for subscribers left running
+by a `framebus run` that died. `--fix` only does what cannot hurt a live process: it removes
+segments whose writer is dead (under the same lock protocol a new writer uses) and takes world
+access away from our own segments.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def _doctor(args: argparse.Namespace) -> int:
     for name in listed_names():
         if not args.streams or name in args.streams:
             _check_segment(report, name, args.fix)
+    _check_orphans(report)
     path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
     if path is not None:
         _check_config(report, path)
@@ -83,6 +85,19 @@ def _doctor(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print("no problems found")
     return EXIT_OK
+
+
+def _check_orphans(report: _Report) -> None:
+    """Subscribers (and bridges) whose `framebus run` or daemon died and left them running."""
+    from ..daemon.orphans import find_children
+
+    for child in find_children():
+        if child.orphaned:
+            report.say(
+                "problem",
+                f"{child.describe()}, runs unsupervised ({child.config}): `kill {child.pid}`; "
+                "`framebus run` on that config stops it too",
+            )
 
 
 def _check_shm(report: _Report) -> None:

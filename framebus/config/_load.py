@@ -38,8 +38,8 @@ _TAGS = kinds(SourceConfig) | kinds(SubscriberConfig)
 def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topology:
     """Read, validate and budget-check the topology in `path`; ConfigError lists every problem.
 
-    Relative `file` source paths come back absolute, relative to the config file's folder; a
-    `file` source whose file does not exist is a problem.
+    Relative paths (file sources, subscribers' folders and files) come back absolute, relative to
+    the config file's folder; a `file` source whose file does not exist is a problem.
     """
     path = Path(path)
     text = read_text(path)

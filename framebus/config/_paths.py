@@ -1,28 +1,48 @@
-"""What a topology points at on this machine: video files (relative to the config) and cameras.
+"""What a topology points at on this machine: files and folders (relative to the config) and cameras.
 
-The rule for relative paths: a `file` source's relative path is relative to the folder of the
-config file that names it, never to the current directory (which under systemd is /), so
-`framebus check`, `framebus run` from any folder and the daemon under systemd read the same file.
+The rule for relative paths, one for the whole topology: a relative path (a `file` source's, a
+recorder's `out:`, an analyzer's or recorder's `events:`, any path-valued field of a subscriber)
+is relative to the folder of the config file that names it, never to the current directory
+(which under systemd is /), so `framebus check`, `framebus run` from any folder, the daemon and
+the subscribers under systemd all mean the same file. (A `command` subscriber's own arguments
+are its business: it runs in the current folder.)
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from ._streams import CameraSource, FileSource, StreamConfig
 from ._topology import Topology
 
 __all__ = ["check_devices", "check_files", "resolve_paths"]
 
+_M = TypeVar("_M", bound=BaseModel)
+
 
 def resolve_paths(topology: Topology, config_path: str | os.PathLike[str]) -> Topology:
-    """`topology` with every relative `file` source path made absolute against the config's folder."""
+    """`topology` with every relative path (file sources, subscribers' folders and files) made
+    absolute against the config's folder."""
     folder = Path(os.path.abspath(config_path)).parent
     streams = [_resolved(stream, folder) for stream in topology.streams]
-    if all(new is old for new, old in zip(streams, topology.streams, strict=True)):
+    subscribers = [_resolved_fields(sub, folder) for sub in topology.subscribers]
+    if all(new is old for new, old in zip(streams, topology.streams, strict=True)) and all(
+        new is old for new, old in zip(subscribers, topology.subscribers, strict=True)
+    ):
         return topology
-    return topology.model_copy(update={"streams": streams})
+    return topology.model_copy(update={"streams": streams, "subscribers": subscribers})
+
+
+def _resolved_fields(model: _M, folder: Path) -> _M:
+    """`model` with each relative Path-valued field made absolute against `folder`."""
+    update = {
+        name: folder / value for name, value in model if isinstance(value, Path) and not value.is_absolute()
+    }
+    return model.model_copy(update=update) if update else model
 
 
 def _resolved(stream: StreamConfig, folder: Path) -> StreamConfig:

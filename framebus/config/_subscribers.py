@@ -80,7 +80,7 @@ class RecorderSubscriber(_Service):
 
     kind: Literal["recorder"]
     stream: StreamName
-    out: Path = Field(description="directory of the segments; relative to where `framebus run` starts")
+    out: Path = Field(description="directory of the segments; relative to the config file's folder")
     segment_s: float = Field(default=60.0, ge=0.1, le=86400, description="seconds per segment")
     max_mb: float | None = Field(
         default=None, gt=0, description="retention: total MB of this stream's segments"
