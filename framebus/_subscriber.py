@@ -124,7 +124,7 @@ class Subscriber:
                     remaining = _remaining(deadline)
             look = True
             if att is None:
-                time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
+                time.sleep(min(max(remaining, 0.0), REATTACH_POLL))  # no writer to wake us: look again soon
                 continue
             # The usual case is this step alone: one native call sleeps (GIL released) and reads,
             # a frame already published at once. It takes no lock, for each step of Python costs
