@@ -76,9 +76,9 @@ class Attachment:
             segment.close()  # (the entry lock goes with it)
             raise
 
-    def writer_alive(self) -> bool:
+    def writer_still_ours(self) -> bool:
         """The writer we attached to still writes: alive, not closed, and not replaced."""
-        return self.ring.writer_alive() and not self.replaced()
+        return self.ring.has_live_writer() and not self.replaced()
 
     def replaced(self) -> bool:
         """True once another writer has taken this segment over in place: nothing read from it

@@ -107,8 +107,10 @@ READER_LATENCY_HIST = 128
 LATENCY_WINDOW_SHIFT = 31
 LATENCY_BUCKETS = 96  # see latency_bucket(): 4 per octave from ~1 us to ~34 s
 LATENCY_UNIT_SHIFT = 10  # buckets count in units of 1024 ns
+MIB = 1 << 20  # the one megabyte: every *_mb option, limit and figure of framebus is in MiB
 MODE_VIEW = 1
 MODE_COPY = 2
+MODE_SAMPLER = 4  # a flag on either: it reads now and then on purpose (no figure of the stream's)
 
 HEADER_SIZE = 69632  # READERS + MAX_READERS * READER_ENTRY, rounded up to whole pages
 
@@ -354,7 +356,7 @@ class ReaderStats:
     frames_missed: int
     last_read_ns: int  # monotonic; 0 before the first read
     hold_since_ns: int  # monotonic; meaningful while the entry's HOLD is set
-    mode: int  # MODE_VIEW or MODE_COPY
+    mode: int  # MODE_VIEW or MODE_COPY, maybe | MODE_SAMPLER
     attached_wall_ns: int
     last_seq: int  # the newest frame it read; the stream's newest when it attached
     #: Capture-to-read latency counts per latency_bucket(), summed over the recent windows.
@@ -451,6 +453,15 @@ def kind_mismatch(name: str, found: int) -> StreamKindMismatch:
 def writer_pid(buf: memoryview) -> int:
     """The pid the writer recorded at creation (for display: pids are not used for liveness)."""
     return int(_DESCRIPTION.unpack_from(buf, 0)[-2])
+
+
+_MAGIC_VERSION = struct.Struct("<4sH")  # the first two fields of every layout version, past and future
+
+
+def magic_and_version(buf: bytes | memoryview) -> tuple[bytes, int]:
+    """The magic and layout version a header starts with (any version's, so an old one is told apart)."""
+    magic, version = _MAGIC_VERSION.unpack_from(buf)
+    return bytes(magic), int(version)
 
 
 def magic_word(version: int = VERSION, kind: int = KIND_FRAMES) -> int:

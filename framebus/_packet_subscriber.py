@@ -52,7 +52,7 @@ class _Attachment:
         )
 
     def writer_alive(self) -> bool:
-        return self.ring.writer_alive() and self.ring.generation() == self.generation
+        return self.ring.has_live_writer() and self.ring.generation() == self.generation
 
     def detach(self) -> None:
         self.segment.close()  # drops the entry lock; the mapping goes with the last reference

@@ -54,8 +54,10 @@ from ._layout import (
     HOLD,
     LATEST,
     MODE_COPY,
+    MODE_SAMPLER,
     MODE_VIEW,
     READER_LOCK_BASE,
+    READER_MODE,
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
@@ -124,7 +126,7 @@ class StreamState:
     def stalled(self) -> bool:
         return bool(self.words.load(STALLED))
 
-    def writer_alive(self) -> bool:
+    def has_live_writer(self) -> bool:
         """The one liveness rule: the writer has not closed the stream and still holds its lock
         (the kernel drops the lock when the writer dies, however it dies)."""
         return self.words.load(WRITER_STATE) == WRITER_LIVE and self.segment.is_locked(WRITER_LOCK_BYTE)
@@ -297,6 +299,12 @@ class Ring(StreamState):
         )
         if copy:
             self.words.fetch_add(COPY_READERS, 1)
+
+    def mark_sampler(self, entry: int) -> None:
+        """Flag reader entry `entry` (ours) as a sampler: see Subscriber(sampler=True)."""
+        at = self.layout.reader_offset(entry) + READER_MODE
+        mode = int.from_bytes(self.segment.map[at : at + 8], "little")
+        self.segment.map[at : at + 8] = (mode | MODE_SAMPLER).to_bytes(8, "little")
 
     def remove_reader(self, entry: int, copy: bool) -> None:
         """Give up reader entry `entry`: release its hold and its copy-reader count."""
