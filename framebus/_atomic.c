@@ -285,7 +285,7 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 
 /*
  * Reader-table entry words, as offsets inside an entry (framebus/_layout.py owns them; the module
- * exports these as LAYOUT and tests/test_layout.py pins the two together). Statistics words are
+ * exports these as LAYOUT and tests/test_telemetry.py pins the two together). Statistics words are
  * written only by the entry's owner, with relaxed stores: they order nothing, and a listing
  * that reads one torn only misreports a number.
  */

@@ -18,7 +18,9 @@ from ._layout import (
     READER_LOCK_BASE,
     WRITER_LOCK_BYTE,
     Layout,
+    kind_mismatch,
     magic_word,
+    published_kind,
 )
 from ._ring import SLOT_MASK, Ring
 from ._segment import Segment
@@ -60,12 +62,12 @@ class Attachment:
         """
         segment = Segment.open(name)
         try:
-            generation = _check_published(segment, strict)
+            generation = check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
             if segment.size != layout.total_size:
                 raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
                                      f"{layout.total_size}")  # fmt: skip
-            if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
+            if check_published(segment, strict) != generation:  # a writer took it over meanwhile
                 raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
             segment.prefault()
@@ -74,9 +76,9 @@ class Attachment:
             segment.close()  # (the entry lock goes with it)
             raise
 
-    def writer_alive(self) -> bool:
+    def writer_still_ours(self) -> bool:
         """The writer we attached to still writes: alive, not closed, and not replaced."""
-        return self.ring.writer_alive() and not self.replaced()
+        return self.ring.has_live_writer() and not self.replaced()
 
     def replaced(self) -> bool:
         """True once another writer has taken this segment over in place: nothing read from it
@@ -143,15 +145,21 @@ class NotReady(Exception):
         self.writer_alive = writer_alive
 
 
-def _check_published(segment: Segment, strict: bool) -> int:
-    """The writer generation, once the writer has published the header; NotReady (or, if
-    `strict`, the error that a lasting unpublished state means) before."""
+def check_published(segment: Segment, strict: bool, magic: int | None = None) -> int:
+    """The writer generation, once the writer has published the header (`magic`: the first word
+    of the reader's kind of segment); StreamKindMismatch at once if a header of another kind is
+    published; NotReady (or, if `strict`, the error that a lasting unpublished state means) before."""
+    magic = magic_word() if magic is None else magic
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
             words.fence()  # (when re-checking: the header bytes were read before this)
-            if words.load(0) == magic_word():  # acquire: the header written before it is visible
+            word = words.load(0)  # acquire: the header written before it is visible
+            if word == magic:
                 return words.load(GEN)
+            found = published_kind(word)
+            if found is not None and found != published_kind(magic):
+                raise kind_mismatch(segment.name, found)
         finally:
             words.release()
     writer_alive = segment.is_locked(WRITER_LOCK_BYTE)
@@ -159,7 +167,8 @@ def _check_published(segment: Segment, strict: bool) -> int:
         raise NotReady(segment.name, writer_alive)
     if writer_alive:
         raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
-    Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
+    if magic == magic_word():
+        Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
     raise StreamNotFound(f"stream {segment.name!r} is still being created")  # (published just now)
 
 

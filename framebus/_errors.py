@@ -33,6 +33,11 @@ class SegmentCorrupt(FramebusError):
     """A segment's bytes are not a valid framebus layout: corrupted, truncated or foreign."""
 
 
+class StreamKindMismatch(SegmentCorrupt):
+    """The stream exists but carries another kind of data: frames where encoded packets were
+    expected, or the other way round. The message names the class that reads it."""
+
+
 class SegmentForeign(FramebusError):
     """The segment belongs to another user; framebus refuses to use or replace it."""
 

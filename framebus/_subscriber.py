@@ -61,14 +61,21 @@ class Subscriber:
     A stream that does not exist raises StreamNotFound (naming the streams that do), unless
     `wait` is given: then the constructor waits up to that many seconds for the stream to
     appear (a subscriber started before its daemon) and raises TimeoutError after that.
+
+    A `sampler` reads now and then on purpose (a rate meter, a thumbnail): it is listed with its
+    statistics, but the stream's figures (latency, behind, missed in top, stat and /metrics)
+    leave it out, so a healthy stream does not look slow because of it.
     """
 
-    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0, sampler: bool = False) -> None:
         self.name = validate_name(name)
         self.copy = copy
+        self.sampler = sampler
         if not wait >= 0:
             raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
         att = _attach_when_created(name, copy, wait)
+        if sampler:
+            att.ring.mark_sampler(att.entry)
         self._att: Attachment | None = att  # None once a dead ring is let go, or when closed
         self._layout = att.layout  # the shape, dtype and fps of the newest writer seen
         self._lock = threading.Lock()
@@ -137,7 +144,7 @@ class Subscriber:
                     remaining = _remaining(deadline)
             look = True
             if att is None:
-                time.sleep(max(0.0, min(remaining, REATTACH_POLL)))  # no writer to wake us: look again soon
+                time.sleep(min(max(remaining, 0.0), REATTACH_POLL))  # no writer to wake us: look again soon
                 continue
             # The usual case is this step alone: one native call sleeps (GIL released) and reads,
             # a frame already published at once. It takes no lock, for each step of Python costs
@@ -323,7 +330,7 @@ class Subscriber:
         if now < self._next_check and (self._gone or not att or not att.ring.closed_by_writer()):
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and att and (att.segment.resized() or not att.writer_alive()):
+        if not self._gone and att and (att.segment.resized() or not att.writer_still_ours()):
             # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
             self._lose_writer()
         if self._gone:
@@ -350,6 +357,8 @@ class Subscriber:
                 self._unusable_inode = inode
                 logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
+        if self.sampler:
+            new.ring.mark_sampler(new.entry)
         self._att, self._layout = new, new.layout
         self._current, self._last_seq = None, 0
         self._gone = False

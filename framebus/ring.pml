@@ -368,8 +368,8 @@ end_sleep:
     :: atomic { asleep[r] && (!wlock[g] || gen[g] != rgen[r]) -> asleep[r] = 0; waiters[g]--; gone = 1 }
         /* the LIVENESS_INTERVAL timeout, modelled only once the writer it attached to is dead or
            replaced (no wake-up may rest on it); _refresh then finds it so:
-           @map framebus/_subscriber.py: if not self._gone and att and (att.segment.resized() or not att.writer_alive()):
-           @map framebus/_attachment.py: return self.ring.writer_alive() and not self.replaced() */
+           @map framebus/_subscriber.py: if not self._gone and att and (att.segment.resized() or not att.writer_still_ours()):
+           @map framebus/_attachment.py: return self.ring.has_live_writer() and not self.replaced() */
     fi
 }
 

@@ -153,7 +153,12 @@ void PyEval_RestoreThread(PyThreadState *state) { (void)state; }
 void _Py_Dealloc(PyObject *o) { (void)o; }
 void PyObject_GC_UnTrack(void *o) { (void)o; }
 /* Referenced by the module's type and init code, which the harness never runs. */
-int PyArg_ParseTupleAndKeywords(PyObject *a, PyObject *k, const char *f, char **kw, ...)
+#if PY_VERSION_HEX >= 0x030D0000
+typedef char *const *Keywords;  /* 3.13 made the keyword list const */
+#else
+typedef char **Keywords;
+#endif
+int PyArg_ParseTupleAndKeywords(PyObject *a, PyObject *k, const char *f, Keywords kw, ...)
 { (void)a; (void)k; (void)f; (void)kw; return 0; }
 PyObject *PyType_GenericNew(PyTypeObject *t, PyObject *a, PyObject *k) { (void)t; (void)a; (void)k; return NULL; }
 int PyType_Ready(PyTypeObject *t) { (void)t; return 0; }
