@@ -47,10 +47,12 @@ ARGUMENT = {
     # WAITERS += 1; fence; FUTEX_WAIT; WAITERS -= 1
     "cw_sleep": ["add", "fence", "add"],
     # ReadPort.take/wait, zero-copy: LATEST; hold = word; the slot's state (retry from LATEST);
-    # then the header and GEN (a takeover: rp_release_hold), relaxed statistics (count_read)
-    "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst", "load-acquire"],
-    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); GEN; statistics
-    "rp_copy": ["load-acquire", "fence", "load-acquire", "load-acquire"],
+    # then the header, the verdict (rp_verdict, not inlined), relaxed statistics (count_read)
+    "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst"],
+    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); verdict; statistics
+    "rp_copy": ["load-acquire", "fence", "load-acquire"],
+    # the verdict on every read, right or wrong: GEN (a takeover: rp_release_hold)
+    "rp_verdict": ["load-acquire"],
     # the Frame of either: STALLED
     "rp_frame": ["load-acquire"],
     # seen = WAKE; LATEST newer? (then rp_pin or rp_copy, not inlined); WAITERS += 1; fence;
@@ -94,6 +96,10 @@ VARIANTS = {  # name: (compiler flags, what swap, add and a release CAS compile 
     ),
     # ARMv8.1 and later (Pi 5, Orin) with LSE inline
     "armv8.1-a": (["-march=armv8.1-a"], "swpal", "ldaddal", "casl"),
+    # with RCpc (Orin, Pi 5): GCC >= 13 compiles acquire loads to LDAPR, which an earlier STLR
+    # does not order, so a load the argument needs seq-cst (LDAR) shows here if it was weakened
+    # to acquire. (GCC 12 still emits LDAR: test_rcpc_shows_a_seq_cst_load_weakened says so.)
+    "armv8.2-a+rcpc": (["-march=armv8.2-a+rcpc"], "swpal", "ldaddal", "casl"),
 }
 # x86-64 (native compiler), where TSO loads and stores are plain moves: it shows what aarch64
 # cannot, a seq-cst store or fence weakened to release (both are STLR / DMB ISH on aarch64).
@@ -291,11 +297,20 @@ WEAKENED = [
         "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
         "__atomic_load_n(self->wake, __ATOMIC_RELAXED)",
     ),
-    ("rp_pin", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
-    ("rp_copy", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
+    ("rp_verdict", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
     ("rp_frame", "self->stalled, __ATOMIC_ACQUIRE", "self->stalled, __ATOMIC_RELAXED"),
     ("rp_release_hold", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
 ]
+
+
+def _mutant(tmp_path: Path, function: str, text: str, weaker: str) -> Path:
+    source = SOURCE.read_text()
+    start = source.index(f"\n{function}(")
+    end = source.index("\n}\n", start)
+    assert text in source[start:end]
+    mutant = tmp_path / "_atomic.c"
+    mutant.write_text(source[:start] + source[start:end].replace(text, weaker, 1) + source[end:])
+    return mutant
 
 
 SHOWN_IN = {"full_fence": "cw_publish", "stream_copy": "mod_copy_frame"}  # inlined functions
@@ -304,16 +319,43 @@ SHOWN_IN = {"full_fence": "cw_publish", "stream_copy": "mod_copy_frame"}  # inli
 @pytest.mark.parametrize("function, text, weaker", WEAKENED)
 def test_the_audit_catches_a_weakened_order(tmp_path: Path, function: str, text: str, weaker: str) -> None:
     cross, cc = _tool(CROSS), _tool("cc", "gcc")
-    source = SOURCE.read_text()
-    start = source.index(f"\n{function}(")
-    end = source.index("\n}\n", start)
-    assert text in source[start:end]
-    mutant = tmp_path / "_atomic.c"
-    mutant.write_text(source[:start] + source[start:end].replace(text, weaker, 1) + source[end:])
+    mutant = _mutant(tmp_path, function, text, weaker)
     found = mismatches(_assembly(mutant, cross, VARIANTS["armv8-a"][0]), _lowering("armv8-a"))
     found += mismatches(_assembly(mutant, cc, []), X86)
     shown_in = SHOWN_IN.get(function, function)
     assert any(line.startswith(f"{shown_in}:") for line in found), f"{function} with {weaker}"
+
+
+# Seq-cst loads weakened to acquire: LDAR either way, except where acquire loads become LDAPR.
+WEAKENED_TO_ACQUIRE = [
+    ("cw_load_sc", "__ATOMIC_SEQ_CST", "__ATOMIC_ACQUIRE"),
+    ("rp_pin", "8 * slot), __ATOMIC_SEQ_CST)", "8 * slot), __ATOMIC_ACQUIRE)"),
+    (
+        "cw_publish",
+        "__atomic_load_n(waiters, __ATOMIC_SEQ_CST)",
+        "__atomic_load_n(waiters, __ATOMIC_ACQUIRE)",
+    ),
+    (
+        "rp_wait",
+        "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
+        "__atomic_load_n(self->wake, __ATOMIC_ACQUIRE)",
+    ),
+]
+
+
+def test_rcpc_shows_a_seq_cst_load_weakened(tmp_path: Path) -> None:
+    """(test_source_orders_are_the_arguments catches these with any compiler.)"""
+    cross = _tool(CROSS)
+    flags = VARIANTS["armv8.2-a+rcpc"][0]
+    probe = tmp_path / "probe.c"
+    probe.write_text("unsigned long f(unsigned long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }\n")
+    if "ldapr" not in _assembly(probe, cross, flags):
+        pytest.skip(f"{cross} compiles acquire loads to LDAR even with +rcpc (GCC < 13)")
+    for function, text, weaker in WEAKENED_TO_ACQUIRE:
+        found = mismatches(
+            _assembly(_mutant(tmp_path, function, text, weaker), cross, flags), _lowering("armv8.2-a+rcpc")
+        )
+        assert any(line.startswith(f"{function}:") for line in found), f"{function} with {weaker}"
 
 
 def builtin_orders(source: str) -> dict[str, list[str]]:
@@ -369,8 +411,9 @@ def test_source_orders_are_the_arguments() -> None:
         # frames read, missed, last read time, hold start, last seq; a new window's bucket
         # reset and its epoch; the bucket's count
         "count_read": ["store_n relaxed"] * 8,
-        "rp_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst", "load_n acquire"],
-        "rp_copy": ["load_n acquire", "thread_fence seq_cst", "load_n acquire", "load_n acquire"],
+        "rp_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst"],
+        "rp_copy": ["load_n acquire", "thread_fence seq_cst", "load_n acquire"],
+        "rp_verdict": ["load_n acquire"],
         "rp_wait": [
             "load_n seq_cst",
             "load_n acquire",
