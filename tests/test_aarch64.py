@@ -15,6 +15,7 @@ under it would fail for qemu's sake.)
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -423,6 +424,94 @@ def test_source_orders_are_the_arguments() -> None:
         ],
         "rp_frame": ["load_n acquire"],
         "rp_release_hold": ["compare_exchange_n release relaxed"],
+    }
+
+
+# The Python side's control-word operations (_atomic.ControlWords: load is acquire, load_sc
+# seq-cst, store release, store_sc seq-cst, exchange and fetch_add seq-cst RMWs, fence seq-cst),
+# with the calls that order them against each other (the claim's hold re-scan, the reap's entry
+# lock), per function in source order, as the argument (_ring.py's docstring, ring.pml) needs.
+PYTHON_SOURCES = ["_ring.py", "_attachment.py"]
+WORD_OPERATIONS = {
+    "load",
+    "load_sc",
+    "store",
+    "store_sc",
+    "exchange",
+    "fetch_add",
+    "fence",
+    "futex_wake",
+    "publish",
+}
+ORDERING_CALLS = {"_held_slots", "abandon", "wake", "try_lock", "unlock"}
+
+
+def python_orders(source: str) -> dict[str, list[str]]:
+    """Each function's ControlWords operations (an attribute of `words`, called or bound to a
+    name) and ordering calls (name()), in source order."""
+    orders: dict[str, list[str]] = {}
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        ops = []
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", "")
+            if owner == "words" and node.attr in WORD_OPERATIONS:
+                ops.append((node.lineno, node.col_offset, node.attr))
+            elif node.attr in ORDERING_CALLS and owner in ("self", "segment"):
+                ops.append((node.lineno, node.col_offset, f"{node.attr}()"))
+        if ops:
+            orders[function.name] = [op for *_, op in sorted(ops)]
+    return orders
+
+
+def test_python_orders_are_the_arguments() -> None:
+    """As test_source_orders_are_the_arguments for C: an order weakened in Python (the claim's
+    hold re-scan as load, not load_sc: LDAR either way with GCC 12, not once acquire loads are
+    LDAPR) or a step moved fails here, whatever the compiler."""
+    orders = {}
+    for name in PYTHON_SOURCES:
+        orders.update(python_orders((ROOT / "framebus" / name).read_text()))
+    assert orders == {
+        # unpublish; GEN; fence; writer state, LATEST, STALLED; every slot EMPTY; live; wake; publish
+        "open_stream": [
+            "store",
+            "fetch_add",
+            "fence",
+            "store",
+            "store",
+            "store",
+            "abandon()",
+            "store",
+            "wake()",
+            "store",
+        ],
+        "generation": ["load"],
+        "close_stream": ["store", "wake()"],
+        "set_stalled": ["store", "wake()"],
+        "stalled": ["load"],
+        "writer_alive": ["load"],
+        "closed_by_writer": ["load"],
+        "holding": ["load"],
+        "claim": ["_held_slots()"],
+        # COPY_READERS; WRITING (seq-cst); the holds re-scanned (seq-cst); put back; or fence
+        "_try_claim": ["load", "exchange", "_held_slots()", "store", "fence"],
+        "commit": ["publish"],
+        "abandon": ["store"],
+        "wake": ["fetch_add", "load_sc", "futex_wake"],
+        "_held_slots": ["load_sc"],
+        # the hold (seq-cst), the entry's lock, the hold cleared (seq-cst), unlocked
+        "_reap_dead_holders": ["load_sc", "try_lock()", "store_sc", "unlock()"],
+        "add_reader": ["store_sc", "fetch_add"],
+        "remove_reader": ["fetch_add"],
+        "latest_word": ["load"],
+        "unpin": ["store"],
+        "corrupt": ["load"],
+        # (re-checking) fence; the magic (acquire: the header before it); GEN
+        "_check_published": ["fence", "load", "load"],
+        "_claim_entry": ["try_lock()"],
     }
 
 
