@@ -17,10 +17,10 @@
  * any point, and then a new holder on the same entry; one copy reader. Both readers read through
  * ReadPort (wait: WAKE, LATEST, the futex; take: the pin or the bounded seqlock copy, then the
  * generation re-check, which comes before any verdict of corruption); a second thread of the
- * holder's process (Releaser) may release its current frame at any step (the unpin CAS). A live
- * writer's loan() block may raise (-DABANDON=n times per writer): the slot is given back unpublished.
- * -DNO_KILL_W / -DNO_KILL_H leave one kind of crash out, and -DNO_RELEASE_THREAD the Releaser,
- * to afford more frames.
+ * holder's process (Releaser, -DRELEASE_THREAD) may release its current frame at any step (the
+ * unpin CAS); without it the holder releases its frame between its reads. A live writer's loan()
+ * block may raise (-DABANDON=n times per writer): the slot is given back unpublished.
+ * -DNO_KILL_W / -DNO_KILL_H leave one kind of crash out, to afford more frames for the other.
  *
  * Granularity: one Promela step is one control-word access (one _atomic operation, or the kernel's
  * futex compare or wake), together with the process's local work around it, or one step of a
@@ -615,6 +615,14 @@ inline reader_loop(r) {
 #endif
             sleep(r, g)
         fi
+#ifndef RELEASE_THREAD
+    :: r == 0 && cur[0] != 0 ->    /* Frame.release() between reads: @map framebus/_subscriber.py: self._att.unpin(frame._word) */
+        d_step {    /* the frame's last read, then the unpin CAS */
+            assert(P1_held_frame_unchanged && STABLE(g));
+            if :: hold[g] == cur[0] -> hold[g] = 0; pinned[g] = 0 :: else fi;
+            cur[0] = 0
+        }
+#endif
     :: gone ->
 end_gone:
         reattach(r, g)
@@ -648,7 +656,7 @@ incarnation:
  * the subscriber's lock (which wait()'s read path does not take), if the frame is still the
  * current one, the unpin CAS of its word. Meanwhile wait() may have pinned a newer frame: the CAS
  * leaves that hold alone. (The thread dies with the process: a kill ends its release.) */
-#ifndef NO_RELEASE_THREAD
+#ifdef RELEASE_THREAD
 active proctype Releaser() {
     byte rel, rid;
     bit relaxed;

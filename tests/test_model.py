@@ -28,20 +28,21 @@ REQUIRED = os.environ.get("CI") == "true" or os.environ.get("FRAMEBUS_REQUIRE_TO
 # Configurations (spin -D flags), each explored exhaustively. FR1 frames from the first writer
 # (the round robin reuses a published slot from frame 4 on), FR2 = 1 from its replacement, which
 # takes the dead writer's segment over in place (a new generation) or creates a new one.
+# RELEASE_THREAD: the holder's frame is released by a second thread, at any step.
 CONFIGS = {
-    "steady": "-DFR1=4 -DNO_KILL_W -DNO_KILL_H",  # no crash; the ring wraps
+    "steady": "-DFR1=4 -DNO_KILL_W -DNO_KILL_H -DRELEASE_THREAD",  # no crash; the ring wraps
     "reader-crash": "-DFR1=3 -DNO_KILL_W",  # the holder is SIGKILLed anywhere, replaced, reaped
     # the writer is SIGKILLed anywhere, mid-frame too; its replacement takes the segment over in
     # place (readers still attached see the generation change), or creates a new one
-    "writer-crash-in-place": "-DFR1=1 -DFR2=2 -DNO_KILL_H -DTAKEOVER=1",
+    "writer-crash-in-place": "-DFR1=1 -DFR2=2 -DNO_KILL_H -DTAKEOVER=1 -DRELEASE_THREAD",
     "writer-crash-new-segment": "-DFR1=2 -DNO_KILL_H -DTAKEOVER=2",
-    "both-crash": "-DFR1=1 -DTAKEOVER=1",  # both, in one run (the new segment: above)
+    "both-crash": "-DFR1=1 -DTAKEOVER=1 -DRELEASE_THREAD",  # both, in one run (the new segment: above)
     # a live writer whose loan() block raises once: the slot is given back, nothing published
-    "loan-raises": "-DFR1=3 -DNO_KILL_W -DNO_KILL_H -DABANDON=1 -DNO_RELEASE_THREAD",
+    "loan-raises": "-DFR1=3 -DNO_KILL_W -DNO_KILL_H -DABANDON=1",
     # the replacement reuses the dead writer's slots and LATEST words (its seq 1 in the same slot,
     # then reclaimed): a stalled reader sees the same word twice across the takeover (issue 19).
     # The largest: minutes, so it starts first and overlaps the others.
-    "writer-crash-in-place-reuse": "-DFR1=2 -DFR2=3 -DNO_KILL_H -DTAKEOVER=1 -DNO_RELEASE_THREAD",
+    "writer-crash-in-place-reuse": "-DFR1=2 -DFR2=3 -DNO_KILL_H -DTAKEOVER=1",
 }
 # Bigger ones, minutes rather than seconds: FRAMEBUS_MODEL_DEEP=1 adds them.
 DEEP_CONFIGS = {
