@@ -17,7 +17,8 @@
  *            slot: each side stores, then loads the other's word, and
  *            sequential consistency guarantees at least one sees the other.
  *   ReadPort's GEN re-check: an acquire load after every pin or copy, so a frame read
- *            across another writer's in-place takeover is never delivered as ours.
+ *            across another writer's in-place takeover is never delivered as ours, nor
+ *            a read it disturbed reported as corruption (rp_verdict).
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
