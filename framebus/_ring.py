@@ -89,7 +89,9 @@ STREAM_COPY_MIN = 1 << 20  # bytes
 LAPPED = -5  # the writer overwrote the frame during each of a copy read's bounded attempts (big
 # frames on few slots; _atomic.c's COPY_ATTEMPTS): the read gave up rather than spin for 0.2-0.8 s
 REPLACED = -6  # another writer took the segment over in place since the attach (GEN moved on):
-# the frame may be the new writer's, so it was dropped (and the hold released)
+# the frame may be the new writer's, so it was dropped (and the hold released). The port checks
+# GEN before any verdict of corruption: the new writer's frames, from seq 1 again in the same
+# slots, can make a read look corrupt (-2 to -4), which is then REPLACED too.
 
 
 def pack_latest(seq: int, slot: int) -> int:
