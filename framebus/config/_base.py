@@ -5,13 +5,18 @@ from __future__ import annotations
 from types import FunctionType
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .._layout import MIB as MIB  # the one megabyte (MiB), stated there
-from .._names import NAME_PATTERN
+from .._names import NAME_PATTERN, validate_name
 
-# Same rule as the core's stream names: they become /dev/shm/framebus.<name>.
-StreamName = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
+# The core's own check (and message) for stream names, which become /dev/shm/framebus.<name>;
+# the pattern is stated for the JSON Schema only, so config and command line say what the core says.
+StreamName = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": NAME_PATTERN}, description="letters, digits, '_', '-', '.'"),
+    AfterValidator(validate_name),
+]
 
 
 class _Model(BaseModel):

@@ -21,6 +21,7 @@ from .._names import SHM_DIR, SHM_PREFIX
 from ._base import MIB
 from ._bridges import FrameEncoding
 from ._kinds import SOURCES, SUBSCRIBERS, kinds
+from ._options import message as validation_message
 from ._parse import parse_toml, parse_yaml, read_text
 from ._paths import check_files, resolve_paths
 from ._subscribers import Service, SubscriberConfig
@@ -395,7 +396,7 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any]) -> list[str]:
         elif kind == "missing":
             message = "required key is missing"
         else:
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = validation_message(error)
         problems.append(f"{path}: {message}" if path else message)
     return problems
 

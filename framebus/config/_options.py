@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 __all__ = ["Arg", "add_options", "parse_options", "to_argv"]
 
@@ -99,7 +100,7 @@ def parse_options(
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
-        parser.error(f"{where}: {error['msg']}" if where else error["msg"])
+        parser.error(f"{where}: {message(error)}" if where else message(error))
 
 
 def to_argv(value: BaseModel, skip: Collection[str]) -> list[str]:
@@ -130,6 +131,12 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def message(error: ErrorDetails) -> str:
+    """A validation error as the user should read it: a validator's own words without pydantic's
+    "Value error, " prefix."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def _checker(option: _Option) -> Callable[[str], Any]:
     """An argparse type: the field's own type and bounds (each item's, for a list)."""
     annotation: Any = option.info.rebuild_annotation()
@@ -141,7 +148,7 @@ def _checker(option: _Option) -> Callable[[str], Any]:
         try:
             return adapter.validate_python(text)
         except ValidationError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc.errors()[0]['msg']}") from None
+            raise argparse.ArgumentTypeError(f"{text!r}: {message(exc.errors()[0])}") from None
 
     check.__name__ = option.field  # argparse names the type in some messages
     return check
