@@ -10,7 +10,6 @@ Passwords, tokens and cookies are never logged.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import html
 import ipaddress
@@ -19,11 +18,11 @@ import math
 import ssl
 import time
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from framebus import ConfigError
 from framebus.auth import (
     SESSION_S,
     Credentials,
@@ -32,14 +31,16 @@ from framebus.auth import (
     LoginThrottle,
     User,
     bearer_token,
-    exposure_problem,
     is_loopback,
     server_tls_context,
     sign_session,
     verify_session,
 )
 
-__all__ = ["COOKIE", "LOGOUT_FORM", "ViewerGuard", "add_exposure_arguments", "exposure"]
+if TYPE_CHECKING:
+    from framebus.config import ViewerExposure
+
+__all__ = ["COOKIE", "LOGOUT_FORM", "ViewerGuard", "exposure"]
 
 logger = logging.getLogger("framebus.web.auth")
 
@@ -187,53 +188,20 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={hdrs.LOCATION: location, "Cache-Control": "no-store"})
 
 
-def add_exposure_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--credentials",
-        metavar="FILE",
-        help="users and tokens (framebus user add): every request must log in",
-    )
-    parser.add_argument(
-        "--no-auth",
-        action="store_true",
-        help="serve beyond loopback without authentication (a network you trust)",
-    )
-    parser.add_argument("--tls-cert", metavar="PEM", help="certificate (chain): serve HTTPS")
-    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
-    parser.add_argument(
-        "--trust-proxy",
-        action="append",
-        default=[],
-        metavar="ADDRESS",
-        type=_address,
-        help="a reverse proxy whose X-Forwarded-For/-Proto headers are believed",
-    )
-
-
-def _address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an IP address, not {value!r}") from None
-
-
-def exposure(args: argparse.Namespace, host: str) -> tuple[ViewerGuard | None, ssl.SSLContext | None]:
-    """The login guard and TLS context the options ask for; ConfigError if they are unsafe or unusable."""
-    problem = exposure_problem(host, args.credentials, args.no_auth)
-    if problem is not None:
-        raise ConfigError(f"--listen {host}: {problem}")
-    if args.no_auth and args.credentials:
-        raise ConfigError("--no-auth and --credentials contradict each other; keep one")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise ConfigError("--tls-cert and --tls-key go together")
-    tls = server_tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    if args.credentials is None:
-        if args.no_auth and not is_loopback(host):
+def exposure(settings: ViewerExposure, host: str) -> tuple[ViewerGuard | None, ssl.SSLContext | None]:
+    """The login guard and TLS context the settings ask for (their model checked they are safe);
+    ConfigError if a file is unusable."""
+    tls = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = server_tls_context(settings.tls_cert, settings.tls_key)
+    if settings.credentials is None:
+        if settings.no_auth and not is_loopback(host):
             logger.warning("SERVING EVERY STREAM WITHOUT AUTHENTICATION to anyone who reaches %s (--no-auth)",
                            host)  # fmt: skip
         return None, tls
-    credentials = CredentialsFile(args.credentials)
+    credentials = CredentialsFile(settings.credentials)
     if not credentials.current().users:  # (CredentialsError, a ConfigError, if unsafe)
         logger.warning("no user in %s yet: nobody can log in until `framebus user add NAME --credentials %s` "
-                       "(it takes effect at once)", args.credentials, args.credentials)  # fmt: skip
-    return ViewerGuard(credentials, tls=tls is not None, trusted_proxies=args.trust_proxy), tls
+                       "(it takes effect at once)", settings.credentials, settings.credentials)  # fmt: skip
+    proxies = [str(proxy) for proxy in settings.trusted_proxies]
+    return ViewerGuard(credentials, tls=tls is not None, trusted_proxies=proxies), tls

@@ -1,21 +1,23 @@
 """Settings that decide who may connect: to the viewer, the daemon's API and the bridges.
 
 Shared by several sections, so stated once: ``Exposure`` (credentials file, the explicit no-auth
-opt-out, TLS certificate and key) is mixed into the web subscriber and the daemon's ``http``
-section; ``BridgeTls`` is a bridge's mutual-TLS identity. ``exposure_warnings`` is what
-``framebus check`` says about a topology that serves beyond loopback.
+opt-out, TLS certificate and key) is mixed into the daemon's ``http`` section and, as
+``ViewerExposure``, into the web kind's model (so they are its command-line options too);
+``BridgeTls`` is a bridge's mutual-TLS identity. ``exposure_warnings`` is what ``framebus check``
+says about a topology that serves beyond loopback.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, IPvAnyAddress, field_validator, model_validator
 
 from ..auth import CredentialsError, CredentialsFile, exposure_problem, is_loopback
 from ._base import _Model
+from ._options import Arg
 
 if TYPE_CHECKING:
     from ._topology import Topology
@@ -32,14 +34,18 @@ def _absolute(value: Path | None) -> Path | None:
 class Exposure(_Model):
     """Authentication and TLS of a server; ``_listen_host()`` says where it listens."""
 
-    credentials: Path | None = Field(
+    credentials: Annotated[Path | None, Arg(metavar="FILE")] = Field(
         default=None, description="users and tokens (`framebus user add`): every request must log in"
     )
     no_auth: bool = Field(
         default=False, description="serve beyond loopback without authentication (a network you trust)"
     )
-    tls_cert: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS")
-    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_cert: Annotated[Path | None, Arg(metavar="PEM")] = Field(
+        default=None, description="PEM certificate (chain): serve HTTPS"
+    )
+    tls_key: Annotated[Path | None, Arg(metavar="PEM")] = Field(
+        default=None, description="PEM private key of tls_cert"
+    )
 
     @field_validator("credentials", "tls_cert", "tls_key")
     @classmethod
@@ -60,26 +66,14 @@ class Exposure(_Model):
             raise ValueError("no_auth and credentials contradict each other; keep one")
         return self
 
-    def exposure_argv(self) -> list[str]:
-        """The same settings as a service's command-line options."""
-        argv: list[str] = []
-        for flag, value in (("--credentials", self.credentials), ("--tls-cert", self.tls_cert),
-                            ("--tls-key", self.tls_key)):  # fmt: skip
-            if value is not None:
-                argv += [flag, str(value)]
-        return [*argv, "--no-auth"] if self.no_auth else argv
-
 
 class ViewerExposure(Exposure):
     """Exposure of the web viewer, which may sit behind a reverse proxy."""
 
-    trusted_proxies: list[IPvAnyAddress] = Field(
+    trusted_proxies: Annotated[list[IPvAnyAddress], Arg(flag="--trust-proxy", metavar="ADDRESS")] = Field(
         default_factory=list,
         description="reverse proxies whose X-Forwarded-For/-Proto headers are believed (else ignored)",
     )
-
-    def exposure_argv(self) -> list[str]:
-        return super().exposure_argv() + [a for p in self.trusted_proxies for a in ("--trust-proxy", str(p))]
 
 
 class BridgeTls(_Model):
