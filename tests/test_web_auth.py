@@ -296,6 +296,16 @@ def test_an_unsafe_credentials_file_or_an_open_listen_refuses_to_start(
         opened.close()
 
 
+def test_the_exposure_fields_are_the_web_kinds_options_and_round_trip() -> None:
+    from framebus_services.web import WebSubscriber
+
+    argv = ["--listen", "0.0.0.0:8080", "--no-auth", "--trust-proxy", "::1", "--trust-proxy", "10.0.0.1"]
+    web = WebSubscriber.from_command_line(argv)
+    assert web.no_auth is True, "--no-auth switches it on (not BooleanOptionalAction's --no- = False)"
+    assert [str(p) for p in web.trusted_proxies] == ["::1", "10.0.0.1"]
+    assert WebSubscriber.from_command_line(web.argv()[3:]) == web
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private network namespace (unshare -n)")
 def test_no_auth_beyond_loopback_is_logged_loudly(tmp_path: Path) -> None:
     # In a network namespace of its own: 0.0.0.0 there reaches nothing but itself.

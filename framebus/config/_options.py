@@ -2,11 +2,11 @@
 
 Each field of the model becomes an option: ``segment_s`` is ``--segment SECONDS`` (the unit
 suffix ``_s`` names the metavar), a list such as ``triggers`` is a repeatable ``--trigger``, a
-bool is ``--x/--no-x``; :class:`Arg` in the field's ``Annotated`` metadata makes it positional
-or renames it. Every value is checked by the field's own type and bounds (a pydantic
-TypeAdapter), then the whole model validates, so the command line accepts exactly what a
-topology file does, with argparse's error. :func:`to_argv` is the inverse, for the process
-``framebus run`` starts.
+bool is ``--x/--no-x`` (one named ``no_x`` is the plain switch ``--no-x``); :class:`Arg` in the
+field's ``Annotated`` metadata makes it positional or renames it. Every value is checked by the
+field's own type and bounds (a pydantic TypeAdapter), then the whole model validates, so the
+command line accepts exactly what a topology file does, with argparse's error. :func:`to_argv` is
+the inverse, for the process ``framebus run`` starts.
 """
 
 from __future__ import annotations
@@ -82,7 +82,12 @@ def add_options(parser: argparse.ArgumentParser, model: type[BaseModel], skip: C
             parser.add_argument(option.field, type=_checker(option), **kwargs)
             continue
         if _plain(option.info.annotation) is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            # A negative field (no_auth) is a plain switch: BooleanOptionalAction reads --no-auth as False.
+            if option.flag.startswith("--no-"):
+                kwargs.pop("metavar", None)
+                kwargs["action"] = "store_true"
+            else:
+                kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _checker(option)
             kwargs["action"] = "append" if option.repeated else "store"
