@@ -11,7 +11,7 @@ import getpass
 import pwd
 import sys
 
-from .._errors import ConfigError
+from .. import ConfigError
 from ._args import Commands
 from ._exit import EXIT_OK
 
