@@ -19,15 +19,15 @@ import framebus
 from _daemonproc import wait_until
 from _feeds import Feeder, service, wait_subscribed
 from framebus.testing import decode_stamp, unique_name
+from framebus_services.salvage import recover
 from framebus_services.segments import (
     ArraySegment,
     Record,
-    apply_retention,
     base_name,
     list_segments,
     read_sidecar,
-    recover,
 )
+from framebus_services.upkeep import apply_retention
 
 STOP_S = 10.0
 
