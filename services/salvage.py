@@ -30,6 +30,7 @@ from .segments import (
     _locked_by_other,
     _npy_header,
     _remove_pair,
+    sidecar_of,
 )
 
 __all__ = ["abandoned_partials", "recover", "salvage"]
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 def recover(directory: Path, stream: str) -> list[Path]:
     """Salvage the partial segments of `stream` that no live recorder holds; the named media."""
+    for temporary in directory.glob(f".{stream}-*{PARTIAL}.*.new"):  # a kill inside _create_locked
+        if not _locked_by_other(temporary):
+            temporary.unlink(missing_ok=True)
     recovered = []
     for segment in abandoned_partials(directory, stream):
         path = salvage(segment.media)
@@ -64,11 +68,13 @@ def salvage(media: Path) -> Path | None:
     """
     if not media.exists():
         return None  # its folder was removed: nothing left to salvage
+    sidecar = sidecar_of(media)
     try:
-        ends = _record_ends(media.with_suffix(".jsonl"))
+        ends = _record_ends(sidecar)
         frames, media_end = _cut(media, len(ends) - 1)
         if frames == 0:
             _remove_pair(media)
+            sidecar.unlink(missing_ok=True)
             logger.info("%s: removed, it holds no frame", media.name)
             return None
         with open(media, "r+b") as file:
@@ -76,7 +82,7 @@ def salvage(media: Path) -> Path | None:
             if media.suffix == ".npy":
                 _set_npy_count(file, frames)
             os.fsync(file.fileno())
-        with open(media.with_suffix(".jsonl"), "r+b") as file:
+        with open(sidecar, "r+b") as file:
             file.truncate(ends[frames])
             os.fsync(file.fileno())
         final = _finish(media)

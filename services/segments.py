@@ -238,13 +238,24 @@ def _remove_pair(media: Path) -> None:
 
 
 def _finish(media_partial: Path) -> Path:
-    """Rename a partial segment and its sidecar to their final names; the final media path."""
+    """Rename a partial segment and its sidecar to their final names; the final media path.
+
+    The sidecar first: the media's name is what says complete (list_segments), so a kill in
+    between leaves a partial that salvage() finds with its sidecar (see sidecar_of), never a
+    complete segment without one.
+    """
     final = media_partial.with_name(media_partial.name.replace(PARTIAL, ""))
-    sidecar = media_partial.with_suffix(".jsonl")
-    os.replace(media_partial, final)
     with contextlib.suppress(FileNotFoundError):
-        os.replace(sidecar, final.with_suffix(".jsonl"))
+        os.replace(media_partial.with_suffix(".jsonl"), final.with_suffix(".jsonl"))
+    os.replace(media_partial, final)
     return final
+
+
+def sidecar_of(media_partial: Path) -> Path:
+    """A partial's sidecar: under the partial name, or the final one if _finish() was cut short."""
+    sidecar = media_partial.with_suffix(".jsonl")
+    final = sidecar.with_name(sidecar.name.replace(PARTIAL, ""))
+    return final if not sidecar.exists() and final.exists() else sidecar
 
 
 class IncompleteSegment(OSError):

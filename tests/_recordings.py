@@ -3,15 +3,12 @@ with a complete name plays to its sidecar's last frame, decoded by PyAV, frame f
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from framebus_services.segments import list_segments, read_sidecar
-
-_STAMP = re.compile(r"\A\{\"seq\":(\d+)")
+from framebus_services.segments import SegmentFile, list_segments, read_sidecar
 
 
 def decoded_count(path: Path) -> int:
@@ -29,19 +26,23 @@ def decoded_count(path: Path) -> int:
 
 
 def check_named(out: Path, stream: str | None = None) -> tuple[int, int]:
-    """(segments, frames) of `out`; asserts each named segment decodes to exactly its sidecar's
-    frames, at least one, and its sidecar's frames are in order."""
+    """(segments, frames) of `out`: each named segment checked by check_segment."""
     segments = frames = 0
     for segment in list_segments(out, stream):
-        _, records = read_sidecar(segment.sidecar)
-        held = decoded_count(segment.media) if segment.media.suffix == ".mp4" else _npy_count(segment.media)
-        assert held == len(records) > 0, (
-            f"{segment.media.name}: {held} frame(s), its sidecar lists {len(records)}"
-        )
-        seqs = [r.seq for r in records]
-        assert seqs == sorted(set(seqs)), f"{segment.media.name}: frames out of order"
-        segments, frames = segments + 1, frames + held
+        segments, frames = segments + 1, frames + check_segment(segment)
     return segments, frames
+
+
+def check_segment(segment: SegmentFile) -> int:
+    """Its frames; asserts it decodes to exactly its sidecar's frames, at least one, in order."""
+    _, records = read_sidecar(segment.sidecar)
+    held = decoded_count(segment.media) if segment.media.suffix == ".mp4" else _npy_count(segment.media)
+    assert held == len(records) > 0, (
+        f"{segment.media.name}: {held} frame(s), its sidecar lists {len(records)}"
+    )
+    seqs = [r.seq for r in records]
+    assert seqs == sorted(set(seqs)), f"{segment.media.name}: frames out of order"
+    return held
 
 
 def _npy_count(path: Path) -> int:

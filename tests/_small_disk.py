@@ -108,9 +108,8 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
 def full_disk(folder: Path, episodes: str = "2") -> None:
     """Item 1: the disk fills `episodes` times (the oldest segments are deleted in between); every
     segment named complete plays to its sidecar's last frame, and so does every salvaged one."""
-    from _recordings import check_named
-
     from _feeds import Feeder
+    from _recordings import check_named
     from framebus.testing import unique_name
     from framebus_services.salvage import recover
 

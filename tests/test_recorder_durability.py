@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _recordings import check_named
-from _small_disk import run_on_small_disk
 
 import framebus
 from _daemonproc import wait_until
 from _feeds import Feeder, service
+from _recordings import check_named
+from _small_disk import run_on_small_disk
 from framebus.testing import unique_name
 from framebus_services.recorder import Options, Recorder
 from framebus_services.salvage import recover
