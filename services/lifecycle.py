@@ -133,8 +133,8 @@ class MissedFrames:
     """Counts the frames a reader that means to see every frame never saw (gaps in `seq`) and
     logs them at most every MISSED_EVERY_S, with counts: otherwise only a sidecar shows them."""
 
-    def __init__(self, what: str, consequence: str) -> None:
-        self.what, self.consequence = what, consequence
+    def __init__(self, what: str, consequence: str, log: logging.Logger = logger) -> None:
+        self.what, self.consequence, self.log = what, consequence, log
         self.total = 0  # frames missed in all, as reported so far
         self._last_seq: int | None = None
         self._missed = self._gaps = 0
@@ -152,7 +152,7 @@ class MissedFrames:
         if now < self._next and not final:
             return
         if self._missed:
-            logger.warning(
+            self.log.warning(
                 "%s: %d frame(s) missed in %d gap(s) over the last %.0f s (%s)",
                 self.what, self._missed, self._gaps, now - self._since, self.consequence,
             )  # fmt: skip

@@ -149,7 +149,7 @@ class Recorder:
         self._next_events = 0.0
         self._fps = 0.0
         self._events = EventFollower(options.events) if options.events else None
-        self._missed = MissedFrames(f"stream {options.stream!r}", "not recorded")
+        self._missed = MissedFrames(f"stream {options.stream!r}", "not recorded", logger)
         # recovery of what a killed recorder left, sealing, retention: never in the frame loop
         self._upkeep = Upkeep(options.out, options.stream, options.max_bytes, options.max_age_s)
 

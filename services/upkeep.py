@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -21,14 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .salvage import abandoned_partials, recover, salvage
-from .segments import PARTIAL, SegmentFile, _remove_pair, _Segment, list_segments
+from .salvage import recover, salvage
+from .segments import _NAME, PARTIAL, SegmentFile, _locked_by_other, _remove_pair, _Segment
 
 __all__ = ["RetentionIndex", "Upkeep", "apply_retention"]
 
 logger = logging.getLogger("framebus.recorder")
 
 AGE_CHECK_EVERY_S = 30.0  # the age limit is applied this often (and at every new segment)
+SCAN_BATCH, SCAN_PAUSE_S = 256, 0.001  # the start's listing pauses 1 ms every 256 files
 
 
 @dataclass(order=True)
@@ -49,17 +51,30 @@ class RetentionIndex:
         self.total = 0
 
     def scan(self, directory: Path, stream: str) -> RetentionIndex:
-        """Index what is on disk: the closed segments, and partials no live recorder holds."""
-        for segment in list_segments(directory, stream) + abandoned_partials(directory, stream):
-            self.add(segment)
+        """Index what is on disk: the closed segments, and partials no live recorder holds.
+
+        One listing, two stat()s per segment, and a pause every SCAN_BATCH files: the frame
+        loop shares the interpreter with this thread and must never wait long for it.
+        """
+        found = []
+        with os.scandir(directory) as files:
+            for count, file in enumerate(files, 1):
+                if count % SCAN_BATCH == 0:
+                    time.sleep(SCAN_PAUSE_S)
+                match = _NAME.match(file.name)
+                if match and match["stream"] == stream:
+                    media = Path(file.path)
+                    if not (match["partial"] and _locked_by_other(media)):
+                        entry = _entry(media)
+                        found += [entry] if entry else []
+        self._entries[self._first :] = sorted(self._entries[self._first :] + found)
+        self.total += sum(entry.size for entry in found)
         return self
 
     def add(self, segment: SegmentFile) -> None:
-        try:
-            mtime = segment.media.stat().st_mtime
-        except OSError:
+        entry = _entry(segment.media)
+        if entry is None:
             return
-        entry = _Entry(segment.media.name.replace(PARTIAL, ""), segment.media, segment.size(), mtime)
         if len(self._entries) > self._first and entry < self._entries[-1]:
             bisect.insort(self._entries, entry, lo=self._first)  # a salvaged, older segment: rare
         else:
@@ -84,6 +99,19 @@ class RetentionIndex:
             del self._entries[: self._first]  # amortised O(1) per deletion
             self._first = 0
         return deleted
+
+
+def _entry(media: Path) -> _Entry | None:
+    """A segment's index entry (bytes of media and sidecar); None if it is gone."""
+    try:
+        stat = media.stat()
+    except OSError:
+        return None
+    try:
+        sidecar = media.with_suffix(".jsonl").stat().st_size
+    except OSError:
+        sidecar = 0
+    return _Entry(media.name.replace(PARTIAL, ""), media, stat.st_size + sidecar, stat.st_mtime)
 
 
 def apply_retention(

@@ -252,3 +252,47 @@ def test_replay_bounds_clock_jumps(tmp_path: Path) -> None:
     assert gaps.max() < 1.5, f"the +10^18 ns jump is replayed as at most 1 s: {gaps}"
     assert gaps.min() > 0.05, f"no burst after the clock went back: {gaps}"
     assert "2 pause(s) longer than 1 s" in log, log
+
+
+# -- 5: salvage, exactly --------------------------------------------------------------------------
+
+
+def _partial_mp4(out: Path, stream: str, frames: int) -> Path:
+    """A partial H.264 segment of `frames` 32x32 frames, keyframes every 10, let go unnamed."""
+    from framebus_services.encoder import H264Encoder
+    from framebus_services.segments import VideoSegment
+
+    at, shape = time.time_ns(), (32, 32, 3)
+    encoder = H264Encoder(shape, 10, threads=1)
+    header = {"stream": stream, "shape": list(shape), "dtype": "uint8", "fps": 10.0, "format": "h264"}
+    segment = VideoSegment(out, base_name(stream, at), header, 32, 32)
+    for i in range(frames):
+        record = Record(i + 1, at + i * 10**8, at, {})
+        for packet, pts in encoder.encode(np.full(shape, i * 9, np.uint8), record.mono_ns):
+            segment.write(packet, pts, record)
+    segment.finish()
+    segment.abandon()  # as a kill after the last fragment was written leaves it
+    return segment.path
+
+
+def test_salvage_cuts_file_and_sidecar_to_the_frames_both_hold(tmp_path: Path) -> None:
+    source = _partial_mp4(tmp_path, "cam", 25)  # fragments of 10, 10 and 5 frames
+    data, sidecar = source.read_bytes(), source.with_suffix(".jsonl").read_bytes()
+    named = []
+    for k, cut in enumerate(range(600, len(data) + 1, max(1, len(data) // 40))):  # a kill at any byte
+        out = tmp_path / f"cut{k}"
+        out.mkdir()
+        (out / source.name).write_bytes(data[:cut])
+        (out / source.with_suffix(".jsonl").name).write_bytes(sidecar[: len(sidecar) - k % 3 * 40])
+        recover(out, "cam")
+        assert not list(out.glob("*.partial.*")), "named or removed"
+        named.append(check_named(out)[1])
+    assert named[0] == 0 and max(named) == 25 and set(named) <= {0, 10, 20, 25}, named
+
+
+def test_a_kill_between_the_two_renames_keeps_the_sidecar(tmp_path: Path) -> None:
+    media = _partial_mp4(tmp_path, "cam", 25)
+    sidecar = media.with_suffix(".jsonl")
+    sidecar.rename(sidecar.with_name(sidecar.name.replace(".partial", "")))  # the first rename only
+    assert [p.name for p in recover(tmp_path, "cam")] == [media.name.replace(".partial", "")]
+    assert check_named(tmp_path) == (1, 25)
