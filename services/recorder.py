@@ -27,7 +27,7 @@ import framebus
 
 from .events import EventFollower
 from .lifecycle import MissedFrames, Stop, configure_logging, frames, subscribe
-from .segments import ArraySegment, Record, VideoSegment, _Segment, base_name
+from .segments import ArraySegment, Record, Segment, VideoSegment, base_name
 from .upkeep import Upkeep
 
 __all__ = ["main"]
@@ -81,7 +81,7 @@ class _Writer:
         return self._segment.first_mono_ns
 
     @property
-    def segment(self) -> _Segment:
+    def segment(self) -> Segment:
         return self._segment
 
 
@@ -334,7 +334,7 @@ class Recorder:
             return
         self._upkeep.seal(writer.segment)  # logs "closed ..." once it is named complete
 
-    def _abandon(self, segment: _Segment) -> None:
+    def _abandon(self, segment: Segment) -> None:
         segment.abandon()
         if segment.frames:
             self._upkeep.salvage(segment.path)

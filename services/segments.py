@@ -46,6 +46,7 @@ __all__ = [
     "IncompleteSegment",
     "Record",
     "RecordingError",
+    "Segment",
     "SegmentFile",
     "Sidecar",
     "VideoSegment",
@@ -289,7 +290,7 @@ class _Output:
         return self.written
 
 
-class _Segment:
+class Segment:
     """What both kinds share: the frame loop writes, then finish()es the file (or abandon()s it
     after an error); seal() may then run on another thread (fsync is slow on SD cards)."""
 
@@ -342,7 +343,7 @@ class _Segment:
         return self.seal()
 
 
-class VideoSegment(_Segment):
+class VideoSegment(Segment):
     """An H.264 segment in fragmented MP4, fed with packets from one shared encoder.
 
     Fragmented (``frag_keyframe+empty_moov``): every keyframe starts a self-contained fragment,
@@ -426,7 +427,7 @@ def _rate(fps: object) -> int:
     return rate if 0 < rate <= 1000 else 30
 
 
-class ArraySegment(_Segment):
+class ArraySegment(Segment):
     """Non-image frames, losslessly, as one growing ``.npy`` array of shape (frames, *frame_shape)."""
 
     def __init__(

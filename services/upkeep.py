@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .salvage import recover, salvage
-from .segments import _NAME, PARTIAL, SegmentFile, _locked_by_other, _remove_pair, _Segment
+from .segments import _NAME, PARTIAL, Segment, SegmentFile, _locked_by_other, _remove_pair
 
 __all__ = ["RetentionIndex", "Upkeep", "apply_retention"]
 
@@ -57,7 +57,11 @@ class RetentionIndex:
         loop shares the interpreter with this thread and must never wait long for it.
         """
         found = []
-        with os.scandir(directory) as files:
+        try:
+            files = os.scandir(directory)
+        except OSError:
+            return self  # no folder yet: nothing to index
+        with files:
             for count, file in enumerate(files, 1):
                 if count % SCAN_BATCH == 0:
                     time.sleep(SCAN_PAUSE_S)
@@ -133,7 +137,7 @@ class Upkeep:
         self._thread = threading.Thread(target=self._run, name="recorder-upkeep", daemon=True)
         self._thread.start()
 
-    def seal(self, segment: _Segment) -> None:
+    def seal(self, segment: Segment) -> None:
         """Seal a finish()ed segment (and let go of it)."""
         self._jobs.put(functools.partial(self._seal, segment))
 
@@ -175,7 +179,7 @@ class Upkeep:
         self._index.scan(self.directory, self.stream)
         self._apply()
 
-    def _seal(self, segment: _Segment) -> None:
+    def _seal(self, segment: Segment) -> None:
         try:
             path = segment.seal()
         except OSError as exc:
