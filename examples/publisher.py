@@ -1,14 +1,19 @@
-"""Publish a moving 640x480 test pattern as stream "demo" at 30 fps until Ctrl-C."""
+"""Publish a moving 640x480 test pattern at 30 fps until Ctrl-C.
+
+python examples/publisher.py [NAME]   # default demo
+"""
 
 import contextlib
+import sys
 import time
 
 import numpy as np
 
 import framebus
 
+name = sys.argv[1] if len(sys.argv) > 1 else "demo"
 with (
-    framebus.Publisher("demo", shape=(480, 640, 3), dtype="uint8", fps=30) as pub,
+    framebus.Publisher(name, shape=(480, 640, 3), dtype="uint8", fps=30) as pub,
     contextlib.suppress(KeyboardInterrupt),
 ):
     ramp = np.tile(np.arange(640, dtype=np.uint8), (480, 1))

@@ -17,7 +17,8 @@
  *            slot: each side stores, then loads the other's word, and
  *            sequential consistency guarantees at least one sees the other.
  *   ReadPort's GEN re-check: an acquire load after every pin or copy, so a frame read
- *            across another writer's in-place takeover is never delivered as ours.
+ *            across another writer's in-place takeover is never delivered as ours, nor
+ *            a read it disturbed reported as corruption (rp_verdict).
  *   ReadPort.unpin() compare-and-swap of a hold word to 0: release on success
  *            (the reads of the frame happen before the writer may reuse its slot),
  *            relaxed on failure (the hold names a newer frame; nothing is stored).
@@ -43,6 +44,7 @@
 #include <linux/futex.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,7 +286,7 @@ cw_futex_wake(ControlWords *self, PyObject *const *args, Py_ssize_t nargs)
 
 /*
  * Reader-table entry words, as offsets inside an entry (framebus/_layout.py owns them; the module
- * exports these as LAYOUT and tests/test_layout.py pins the two together). Statistics words are
+ * exports these as LAYOUT and tests/test_telemetry.py pins the two together). Statistics words are
  * written only by the entry's owner, with relaxed stores: they order nothing, and a listing
  * that reads one torn only misreports a number.
  */
@@ -553,7 +555,8 @@ static PyTypeObject FrameBaseType = {
  *   GEN re-check:     after either, GEN (acquire) must still be the generation the port was
  *                     attached under: else another writer took the segment over in place, the
  *                     frame may be the new writer's, so the hold is released and REPLACED (-6)
- *                     returned (the subscriber reports the change of writer first).
+ *                     returned (the subscriber reports the change of writer first). It comes
+ *                     before every verdict of corruption too (-2 to -4, rp_verdict).
  *   wait:             seen = WAKE (seq-cst), then LATEST: a newer frame is taken at once;
  *                     otherwise WAITERS += 1 (seq-cst), fence, FUTEX_WAIT on WAKE while it equals
  *                     seen (GIL released), WAITERS -= 1, and LATEST once more. (As sleep(): the
@@ -698,6 +701,23 @@ rp_release_hold(ReadPort *self, uint64_t word)
     return __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }
 
+/* The verdict on a read of `word` that found the segment inconsistent (code -2: the state never
+ * matched; -3: the header's seq differs; -4: its meta length is too long) or consistent (0): the
+ * generation re-check comes first. If GEN moved on since the attach, another writer took the
+ * segment over in place and starts again from seq 1 in the same slots, so its frames explain
+ * any mismatch (the same LATEST word again, a state or header of its own) and the frame may be
+ * its: REPLACED, and a zero-copy read's hold is released (the pin moved it: the previous frame
+ * is unpinned too). Only under the port's own generation is a mismatch corruption. Every
+ * load of the read comes before GEN's (ring.pml: verdict). Not inlined: the audit finds its
+ * one ordering. */
+static __attribute__((noinline)) long
+rp_verdict(ReadPort *self, uint64_t word, long code)
+{
+    if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) == self->generation) return code;
+    if (!self->copy) rp_release_hold(self, word);
+    return REPLACED;
+}
+
 /* Zero-copy: pin the newest frame into the hold (module comment above). */
 static PyObject *
 rp_pin(ReadPort *self, uint64_t last_seq, PyObject *release)
@@ -712,18 +732,15 @@ rp_pin(ReadPort *self, uint64_t last_seq, PyObject *release)
         __atomic_store_n(self->hold, word, __ATOMIC_SEQ_CST);
         if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_SEQ_CST) == seq)
             break;
-        if (retried && word == previous) return PyLong_FromLong(-2);
+        if (retried && word == previous) return PyLong_FromLong(rp_verdict(self, word, -2));
         previous = word;
         retried = 1;
     }
     const char *base = self->slots + (Py_ssize_t)slot * self->stride;
     const uint64_t *header = (const uint64_t *)base;
-    if (header[0] != seq) return PyLong_FromLong(-3);
-    if (header[3] > (uint64_t)self->meta_capacity) return PyLong_FromLong(-4);
-    if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation) {
-        rp_release_hold(self, word);  /* (the pin moved the hold: the previous frame is unpinned too) */
-        return PyLong_FromLong(REPLACED);
-    }
+    long verdict = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4 : 0;
+    verdict = rp_verdict(self, word, verdict);
+    if (verdict) return PyLong_FromLong(verdict);
     uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 1) : 0;
     return rp_frame(self, word, header, rp_meta(self, base, header[3]), missed,
                     PyTuple_GetItem(self->views, (Py_ssize_t)slot), release);
@@ -757,15 +774,15 @@ rp_copy(ReadPort *self, uint64_t last_seq, Py_buffer *out, PyObject *out_array)
         if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_ACQUIRE) == seq)
             break;
         Py_DECREF(meta);
-        if (retried && word == previous) return PyLong_FromLong(-2);
+        if (retried && word == previous) return PyLong_FromLong(rp_verdict(self, word, -2));
         previous = word;
         retried = 1;
     }
-    long error = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4
-                 : __atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation ? REPLACED : 0;
-    if (error) {
+    long verdict = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4 : 0;
+    verdict = rp_verdict(self, word, verdict);
+    if (verdict) {
         Py_DECREF(meta);
-        return PyLong_FromLong(error);
+        return PyLong_FromLong(verdict);
     }
     uint64_t missed = seq != last_seq ? count_read(self->entry, seq, last_seq, header[1], 0) : 0;
     return rp_frame(self, word, header, meta, missed, out_array, Py_None);
@@ -958,9 +975,57 @@ mod_latency_bucket(PyObject *module, PyObject *arg)
     return PyLong_FromUnsignedLong(latency_bucket(ns));
 }
 
+/* keep_private(buffer, offset, length): the pages of buffer[offset:offset+length] (rounded out
+ * to whole pages) become this process's own copy, with the same addresses and bytes: arrays
+ * over them keep reading what they read now, whatever the shared object behind them does
+ * next. For a held frame whose subscriber closes: called while the hold still protects the
+ * slot, so the copy is whole. The copy is built beside the mapping, then moved over those
+ * pages in one mremap(), so another thread reading them sees the old pages or the copy, never
+ * a page in between. No control word is involved. */
+static PyObject *
+mod_keep_private(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    if (check_nargs(nargs, 3, "keep_private") < 0) return NULL;
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]), length = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) return NULL;
+    if (offset < 0 || length <= 0 || offset > view.len - length) {
+        PyErr_Format(PyExc_ValueError, "keep_private: %zd+%zd is outside a %zd-byte mapping", offset, length,
+                     view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* (a mapping starts on a page and spans whole pages, so the rounded range stays inside it) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), at = (uintptr_t)view.buf + (uintptr_t)offset;
+    uintptr_t start = at & ~(page - 1), end = (at + (uintptr_t)length + page - 1) & ~(page - 1);
+    size_t size = end - start;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    void *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED) {
+        failed = errno;
+    } else {
+        memcpy(copy, (const void *)start, size);
+        if (mremap(copy, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)start) == MAP_FAILED) {
+            failed = errno;
+            munmap(copy, size);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"copy_frame", (PyCFunction)(void (*)(void))mod_copy_frame, METH_FASTCALL,
      "Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."},
+    {"keep_private", (PyCFunction)(void (*)(void))mod_keep_private, METH_FASTCALL,
+     "Make the pages of buffer[offset:offset+length] this process's own copy, in place."},
     {"latency_bucket", mod_latency_bucket, METH_O, "The latency histogram bucket of ns (as _layout's)."},
     {NULL, NULL, 0, NULL},
 };

@@ -1,9 +1,10 @@
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, final
 
 import numpy as np
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
+@final
 class ControlWords:
     """Atomic access to 8-byte control words inside a writable buffer."""
 
@@ -26,6 +27,10 @@ class ControlWords:
 def copy_frame(dst: object, src: object, /) -> None:
     """Copy a C-contiguous frame into a slot (streaming stores on x86-64), the GIL released."""
 
+def keep_private(buffer: Buffer, offset: int, length: int, /) -> None:
+    """Make the pages of buffer[offset:offset+length] this process's own copy, in place."""
+
+@disjoint_base  # a C layout: no second such base beside it
 class FrameBase:
     """A frame's array and header; framebus.Frame derives from it."""
 
@@ -54,6 +59,7 @@ class FrameBase:
 
 _F = TypeVar("_F", bound=FrameBase)
 
+@final
 class ReadPort(Generic[_F]):
     """One subscriber's read path (wait, pin or copy, checks, statistics, Frame) as single calls."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import ControlWords, ReadPort
+from ._atomic import ControlWords, ReadPort, keep_private
 from ._errors import SegmentCorrupt, StreamNotFound, TooManySubscribers
 from ._frame import Frame
 from ._layout import (
@@ -18,9 +18,11 @@ from ._layout import (
     READER_LOCK_BASE,
     WRITER_LOCK_BYTE,
     Layout,
+    kind_mismatch,
     magic_word,
+    published_kind,
 )
-from ._ring import Ring
+from ._ring import SLOT_MASK, Ring
 from ._segment import Segment
 
 Release = Callable[[Frame], None]
@@ -60,12 +62,12 @@ class Attachment:
         """
         segment = Segment.open(name)
         try:
-            generation = _check_published(segment, strict)
+            generation = check_published(segment, strict)
             layout = Layout.read_description(memoryview(segment.map), segment.size, name)
             if segment.size != layout.total_size:
                 raise SegmentCorrupt(f"stream {name!r}: segment is {segment.size} bytes, its header says "
                                      f"{layout.total_size}")  # fmt: skip
-            if _check_published(segment, strict) != generation:  # a writer took it over meanwhile
+            if check_published(segment, strict) != generation:  # a writer took it over meanwhile
                 raise NotReady(name, writer_alive=True)
             entry = _claim_entry(segment, layout, copy)
             segment.prefault()
@@ -74,9 +76,9 @@ class Attachment:
             segment.close()  # (the entry lock goes with it)
             raise
 
-    def writer_alive(self) -> bool:
+    def writer_still_ours(self) -> bool:
         """The writer we attached to still writes: alive, not closed, and not replaced."""
-        return self.ring.writer_alive() and not self.replaced()
+        return self.ring.has_live_writer() and not self.replaced()
 
     def replaced(self) -> bool:
         """True once another writer has taken this segment over in place: nothing read from it
@@ -86,6 +88,17 @@ class Attachment:
     def unpin(self, word: int) -> None:
         """Release the hold if it still pins the frame of LATEST word `word` (safe from any thread)."""
         self.port.unpin(word)
+
+    def keep(self, frame: Frame) -> None:
+        """Make the held zero-copy `frame`'s bytes this process's own copy, in place (its array
+        reads the same memory), so they outlive the hold: for close(). Call while it is held.
+
+        Slots are whole 4 KiB pages. With larger pages (16 KiB on some aarch64 kernels) the copy
+        may take in a neighbour's bytes, at worst the reader table's tail: then detach() clears
+        the hold in our copy only, and the writer reclaims it as a dead reader's (the entry lock
+        is gone), which is safe."""
+        slot = frame._word & SLOT_MASK
+        keep_private(self.segment.map, self.layout.frame_start(slot), self.layout.frame_nbytes)
 
     def detach(self) -> None:
         """Release the hold and the entry (the mapping goes once no frame uses it)."""
@@ -100,22 +113,27 @@ class _CopyReads:
 
     def __init__(self, port: ReadPort[Frame], layout: Layout) -> None:
         self._port, self._layout = port, layout
-        self._out: np.ndarray[Any, Any] | None = None  # the array the next frame lands in
+        # Arrays no frame took yet. Each read takes one for itself (list.pop is atomic), so
+        # threads reading at once never copy into one array (see Subscriber: copy=True).
+        self._spare: list[np.ndarray[Any, Any]] = []
 
     def take(self, last_seq: int, release: Release) -> Frame | int | None:
-        return self._copied(self._port.take(last_seq, release, self._array()))
+        out = self._array()
+        return self._copied(self._port.take(last_seq, release, out), out)
 
     def wait(self, last_seq: int, timeout: float, release: Release) -> Frame | int | None:
-        return self._copied(self._port.wait(last_seq, timeout, release, self._array()))
+        out = self._array()
+        return self._copied(self._port.wait(last_seq, timeout, release, out), out)
 
     def _array(self) -> np.ndarray[Any, Any]:
-        if self._out is None:
-            self._out = np.empty(self._layout.shape, self._layout.dtype)
-        return self._out
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return np.empty(self._layout.shape, self._layout.dtype)
 
-    def _copied(self, result: Frame | int | None) -> Frame | int | None:
-        if isinstance(result, Frame):
-            self._out = None  # (the array now belongs to its frame)
+    def _copied(self, result: Frame | int | None, out: np.ndarray[Any, Any]) -> Frame | int | None:
+        if not isinstance(result, Frame):
+            self._spare.append(out)  # no frame took it: the next read's
         return result
 
 
@@ -127,15 +145,21 @@ class NotReady(Exception):
         self.writer_alive = writer_alive
 
 
-def _check_published(segment: Segment, strict: bool) -> int:
-    """The writer generation, once the writer has published the header; NotReady (or, if
-    `strict`, the error that a lasting unpublished state means) before."""
+def check_published(segment: Segment, strict: bool, magic: int | None = None) -> int:
+    """The writer generation, once the writer has published the header (`magic`: the first word
+    of the reader's kind of segment); StreamKindMismatch at once if a header of another kind is
+    published; NotReady (or, if `strict`, the error that a lasting unpublished state means) before."""
+    magic = magic_word() if magic is None else magic
     if segment.size >= HEADER_SIZE:
         words = ControlWords(segment.map)
         try:
             words.fence()  # (when re-checking: the header bytes were read before this)
-            if words.load(0) == magic_word():  # acquire: the header written before it is visible
+            word = words.load(0)  # acquire: the header written before it is visible
+            if word == magic:
                 return words.load(GEN)
+            found = published_kind(word)
+            if found is not None and found != published_kind(magic):
+                raise kind_mismatch(segment.name, found)
         finally:
             words.release()
     writer_alive = segment.is_locked(WRITER_LOCK_BYTE)
@@ -143,7 +167,8 @@ def _check_published(segment: Segment, strict: bool) -> int:
         raise NotReady(segment.name, writer_alive)
     if writer_alive:
         raise StreamNotFound(f"stream {segment.name!r} is still being created by its writer")
-    Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
+    if magic == magic_word():
+        Layout.read_description(memoryview(segment.map), segment.size, segment.name)  # raises the reason
     raise StreamNotFound(f"stream {segment.name!r} is still being created")  # (published just now)
 
 

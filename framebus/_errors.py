@@ -11,6 +11,16 @@ class StreamNotFound(FramebusError):
     """No stream of that name exists on this box (or its writer has not created it yet)."""
 
 
+class InvalidStreamName(FramebusError, ValueError):
+    """A stream name that framebus refuses (empty, too long, or a character outside [A-Za-z0-9_.-]);
+    also a ValueError, as it is an argument the caller got wrong."""
+
+
+class NotOwner(FramebusError):
+    """A zero-copy Subscriber used from a thread other than its first reader's, or in a forked
+    child: each thread (and each process) needs its own, or copy=True."""
+
+
 class WriterGone(FramebusError):
     """The stream's writer died or closed; the subscriber re-attaches when a writer returns."""
 
@@ -21,6 +31,11 @@ class WriterBusy(FramebusError):
 
 class SegmentCorrupt(FramebusError):
     """A segment's bytes are not a valid framebus layout: corrupted, truncated or foreign."""
+
+
+class StreamKindMismatch(SegmentCorrupt):
+    """The stream exists but carries another kind of data: frames where encoded packets were
+    expected, or the other way round. The message names the class that reads it."""
 
 
 class SegmentForeign(FramebusError):

@@ -33,10 +33,17 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import SegmentCorrupt
+from ._errors import SegmentCorrupt, StreamKindMismatch
 
 MAGIC = b"FBUS"
 VERSION = 3  # 2: reader entries carry last seq and a latency histogram; 3: the writer generation
+# What a segment carries, in the header's flags field (u16 after the version). Frame segments
+# write KIND_FRAMES (0, as every segment before kinds existed); encoded-packet segments (see
+# _packet_layout.py) write KIND_PACKETS with a version of their own, 1, which no framebus that
+# predates kinds accepts (they read VERSION 3 only): an old reader rejects them with a typed
+# SegmentCorrupt naming the version, a new one with StreamKindMismatch naming the right class.
+KIND_FRAMES = 0
+KIND_PACKETS = 1
 PAGE = 4096  # bytes; slots start on page boundaries
 CACHE_LINE = 64  # bytes; one control word per line, no false sharing
 
@@ -100,8 +107,10 @@ READER_LATENCY_HIST = 128
 LATENCY_WINDOW_SHIFT = 31
 LATENCY_BUCKETS = 96  # see latency_bucket(): 4 per octave from ~1 us to ~34 s
 LATENCY_UNIT_SHIFT = 10  # buckets count in units of 1024 ns
+MIB = 1 << 20  # the one megabyte: every *_mb option, limit and figure of framebus is in MiB
 MODE_VIEW = 1
 MODE_COPY = 2
+MODE_SAMPLER = 4  # a flag on either: it reads now and then on purpose (no figure of the stream's)
 
 HEADER_SIZE = 69632  # READERS + MAX_READERS * READER_ENTRY, rounded up to whole pages
 
@@ -275,12 +284,14 @@ class Layout:
 
         if size < HEADER_SIZE:
             raise bad(f"{size} bytes is smaller than the {HEADER_SIZE}-byte header")
-        (magic, version, _flags, header_size, slots, stride, frame_offset, meta_capacity, nbytes,
+        (magic, version, kind, header_size, slots, stride, frame_offset, meta_capacity, nbytes,
          readers, holders, ndim, dtype_raw, *rest) = _DESCRIPTION.unpack_from(buf, 0)  # fmt: skip
         shape8, raw_name, created, pid, fps = rest[:MAX_DIMS], *rest[MAX_DIMS:]
         del created, pid
         if magic != MAGIC:
             raise bad(f"magic {magic!r} is not {MAGIC!r}")
+        if kind != KIND_FRAMES:
+            raise kind_mismatch(name, kind)
         if version != VERSION:
             raise SegmentCorrupt(f"stream {name!r}: layout version {version}, this framebus reads {VERSION}")
         if header_size != HEADER_SIZE:
@@ -345,7 +356,7 @@ class ReaderStats:
     frames_missed: int
     last_read_ns: int  # monotonic; 0 before the first read
     hold_since_ns: int  # monotonic; meaningful while the entry's HOLD is set
-    mode: int  # MODE_VIEW or MODE_COPY
+    mode: int  # MODE_VIEW or MODE_COPY, maybe | MODE_SAMPLER
     attached_wall_ns: int
     last_seq: int  # the newest frame it read; the stream's newest when it attached
     #: Capture-to-read latency counts per latency_bucket(), summed over the recent windows.
@@ -419,14 +430,43 @@ def latency_bucket_bounds(bucket: int) -> tuple[int, int]:
     return low << LATENCY_UNIT_SHIFT, high << LATENCY_UNIT_SHIFT
 
 
+def published_kind(word: int) -> int | None:
+    """The kind (KIND_*) a segment's published first word names; None if it is no framebus magic."""
+    if word & 0xFFFFFFFF != int.from_bytes(MAGIC, "little"):
+        return None
+    return word >> 48
+
+
+def kind_mismatch(name: str, found: int) -> StreamKindMismatch:
+    """The error for a reader of the wrong kind: it names the class that reads the stream."""
+    if found == KIND_PACKETS:
+        return StreamKindMismatch(
+            f"stream {name!r} carries encoded packets, not frames: read it with framebus.PacketSubscriber"
+        )
+    if found == KIND_FRAMES:
+        return StreamKindMismatch(
+            f"stream {name!r} carries raw frames, not encoded packets: read it with framebus.Subscriber"
+        )
+    return StreamKindMismatch(f"stream {name!r} carries data of kind {found}, unknown to this framebus")
+
+
 def writer_pid(buf: memoryview) -> int:
     """The pid the writer recorded at creation (for display: pids are not used for liveness)."""
     return int(_DESCRIPTION.unpack_from(buf, 0)[-2])
 
 
-def magic_word() -> int:
-    """The first 8 header bytes (magic, version, flags) as the u64 the writer stores last."""
-    return int.from_bytes(MAGIC + VERSION.to_bytes(2, "little") + b"\0\0", "little")
+_MAGIC_VERSION = struct.Struct("<4sH")  # the first two fields of every layout version, past and future
+
+
+def magic_and_version(buf: bytes | memoryview) -> tuple[bytes, int]:
+    """The magic and layout version a header starts with (any version's, so an old one is told apart)."""
+    magic, version = _MAGIC_VERSION.unpack_from(buf)
+    return bytes(magic), int(version)
+
+
+def magic_word(version: int = VERSION, kind: int = KIND_FRAMES) -> int:
+    """The first 8 header bytes (magic, version, kind flags) as the u64 the writer stores last."""
+    return int.from_bytes(MAGIC + version.to_bytes(2, "little") + kind.to_bytes(2, "little"), "little")
 
 
 def ring_bytes(

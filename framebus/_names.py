@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+from ._errors import InvalidStreamName
+
 MAX_NAME_LENGTH = 64  # characters; the header stores the name in a 64-byte field
 SHM_PREFIX = "framebus."  # every segment is /dev/shm/framebus.<name>
 SHM_DIR = "/dev/shm"
@@ -15,13 +17,13 @@ _NAME = re.compile(NAME_PATTERN)
 
 
 def validate_name(name: object) -> str:
-    """Return `name` if it is a valid stream name, else raise ValueError saying why."""
+    """Return `name` if it is a valid stream name, else raise InvalidStreamName (a ValueError) saying why."""
     if not isinstance(name, str):
         raise TypeError(f"stream name must be a str, got {type(name).__name__}")
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise ValueError(f"stream name {name!r} must be 1 to {MAX_NAME_LENGTH} characters long")
+        raise InvalidStreamName(f"stream name {name!r} must be 1 to {MAX_NAME_LENGTH} characters long")
     if not _NAME.fullmatch(name):  # (match() would let "$" accept a trailing newline)
-        raise ValueError(
+        raise InvalidStreamName(
             f"stream name {name!r} may contain only letters, digits, '_', '-' and '.', "
             "and must start with a letter or digit"
         )

@@ -205,12 +205,7 @@ class Publisher:
     def _check_timestamp(
         self, timestamp_ns: object, field: str = "timestamp_ns", clock: str = "CLOCK_MONOTONIC"
     ) -> None:
-        if timestamp_ns is not None and not (
-            isinstance(timestamp_ns, int)
-            and not isinstance(timestamp_ns, bool)
-            and 0 <= timestamp_ns < 1 << 63
-        ):
-            raise ValueError(f"stream {self.name!r}: {field} must be {clock} ns, got {timestamp_ns!r}")
+        check_timestamp(self.name, timestamp_ns, field, clock)
 
     def _check_array(self, array: object) -> None:
         if not isinstance(array, np.ndarray):
@@ -224,25 +219,40 @@ class Publisher:
             )
 
     def _encode_meta(self, meta: Mapping[str, Any] | None) -> bytes:
-        # Readers decode a JSON object: anything else would poison every frame.meta downstream.
-        if meta is None:
-            return b""
-        if not isinstance(meta, Mapping):
-            raise TypeError(f"stream {self.name!r}: meta must be a dict, got {type(meta).__name__}")
-        if not meta:
-            return b""
-        if not all(isinstance(key, str) for key in meta):
-            raise TypeError(f"stream {self.name!r}: meta keys must be strings (JSON would convert them)")
-        try:
-            encoded = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"stream {self.name!r}: meta must be a JSON-serialisable dict: {exc}") from exc
-        if len(encoded) > self.layout.meta_capacity:
-            raise ValueError(
-                f"stream {self.name!r}: meta is {len(encoded)} bytes as JSON; "
-                f"the limit is {self.layout.meta_capacity} (Publisher meta_capacity=)"
-            )
-        return encoded
+        return encode_meta(self.name, meta, self.layout.meta_capacity)
+
+
+def check_timestamp(
+    name: str, timestamp_ns: object, field: str = "timestamp_ns", clock: str = "CLOCK_MONOTONIC"
+) -> None:
+    """ValueError unless `timestamp_ns` is None or an int of ns on `clock` (no bools, no floats)."""
+    if timestamp_ns is not None and not (
+        isinstance(timestamp_ns, int) and not isinstance(timestamp_ns, bool) and 0 <= timestamp_ns < 1 << 63
+    ):
+        raise ValueError(f"stream {name!r}: {field} must be {clock} ns, got {timestamp_ns!r}")
+
+
+def encode_meta(name: str, meta: Mapping[str, Any] | None, capacity: int) -> bytes:
+    """A frame's or packet's metadata as the JSON bytes readers decode; TypeError/ValueError
+    naming the problem. (Readers decode a JSON object: anything else would poison every
+    `meta` downstream.)"""
+    if meta is None:
+        return b""
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"stream {name!r}: meta must be a dict, got {type(meta).__name__}")
+    if not meta:
+        return b""
+    if not all(isinstance(key, str) for key in meta):
+        raise TypeError(f"stream {name!r}: meta keys must be strings (JSON would convert them)")
+    try:
+        encoded = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"stream {name!r}: meta must be a JSON-serialisable dict: {exc}") from exc
+    if len(encoded) > capacity:
+        raise ValueError(
+            f"stream {name!r}: meta is {len(encoded)} bytes as JSON; the limit is {capacity} (meta_capacity=)"
+        )
+    return encoded
 
 
 def _remove(ring: Ring, unlink: bool) -> None:

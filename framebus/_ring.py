@@ -54,8 +54,10 @@ from ._layout import (
     HOLD,
     LATEST,
     MODE_COPY,
+    MODE_SAMPLER,
     MODE_VIEW,
     READER_LOCK_BASE,
+    READER_MODE,
     SLOT_EMPTY,
     SLOT_HEADER,
     SLOT_META,
@@ -87,7 +89,9 @@ STREAM_COPY_MIN = 1 << 20  # bytes
 LAPPED = -5  # the writer overwrote the frame during each of a copy read's bounded attempts (big
 # frames on few slots; _atomic.c's COPY_ATTEMPTS): the read gave up rather than spin for 0.2-0.8 s
 REPLACED = -6  # another writer took the segment over in place since the attach (GEN moved on):
-# the frame may be the new writer's, so it was dropped (and the hold released)
+# the frame may be the new writer's, so it was dropped (and the hold released). The port checks
+# GEN before any verdict of corruption: the new writer's frames, from seq 1 again in the same
+# slots, can make a read look corrupt (-2 to -4), which is then REPLACED too.
 
 
 def pack_latest(seq: int, slot: int) -> int:
@@ -99,13 +103,58 @@ def unpack_latest(word: int) -> tuple[int, int]:
     return word >> SLOT_BITS, word & SLOT_MASK
 
 
-class Ring:
+class StreamState:
+    """A stream's state words, whatever it carries (frames here, encoded packets in
+    _packet_ring.py): the writer's liveness, its generation, the stall flag, the wake-up and the
+    statistics. The offsets are the same in every kind of segment (_layout)."""
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self.words = ControlWords(segment.map)
+
+    def generation(self) -> int:
+        """The writer incarnation (GEN): changes when a new writer takes the segment over."""
+        return self.words.load(GEN)
+
+    def close_stream(self) -> None:
+        """Writer: mark the stream closed and wake every reader so it notices."""
+        self.words.store(WRITER_STATE, WRITER_CLOSED)
+        self.wake()
+
+    def set_stalled(self, stalled: bool) -> None:
+        self.words.store(STALLED, int(stalled))
+        self.wake()  # sleeping readers re-check and can report the change
+
+    def stalled(self) -> bool:
+        return bool(self.words.load(STALLED))
+
+    def has_live_writer(self) -> bool:
+        """The one liveness rule: the writer has not closed the stream and still holds its lock
+        (the kernel drops the lock when the writer dies, however it dies)."""
+        return self.words.load(WRITER_STATE) == WRITER_LIVE and self.segment.is_locked(WRITER_LOCK_BYTE)
+
+    def closed_by_writer(self) -> bool:
+        return self.words.load(WRITER_STATE) == WRITER_CLOSED
+
+    def writer_stats(self) -> WriterStats:
+        return WriterStats.unpack(self.segment.map)
+
+    def reader_stats(self, entry: int, now_ns: int) -> ReaderStats:
+        return ReaderStats.unpack(self.segment.map, entry, now_ns)
+
+    def wake(self) -> None:
+        """Change WAKE and wake every sleeping reader (skipping the syscall when none sleeps)."""
+        self.words.fetch_add(WAKE, 1)
+        if self.words.load_sc(WAITERS):
+            self.words.futex_wake(WAKE)
+
+
+class Ring(StreamState):
     """A mapped segment seen through the protocol: the writer's and the readers' operations."""
 
     def __init__(self, segment: Segment, layout: Layout, *, writable_frames: bool) -> None:
-        self.segment = segment
+        super().__init__(segment)
         self.layout = layout
-        self.words = ControlWords(segment.map)
         self._holds = [layout.reader_offset(i) + HOLD for i in range(layout.holder_count)]
         self._states = [layout.state_offset(s) for s in range(layout.slot_count)]
         self._slots = [layout.slot_offset(s) for s in range(layout.slot_count)]
@@ -149,39 +198,9 @@ class Ring:
         self.wake()  # readers of a previous writer notice the change now
         words.store(0, magic_word())  # release: readers accept the header from here on
 
-    def generation(self) -> int:
-        """The writer incarnation (GEN): changes when a new writer takes the segment over."""
-        return self.words.load(GEN)
-
-    def close_stream(self) -> None:
-        """Writer: mark the stream closed and wake every reader so it notices."""
-        self.words.store(WRITER_STATE, WRITER_CLOSED)
-        self.wake()
-
-    def set_stalled(self, stalled: bool) -> None:
-        self.words.store(STALLED, int(stalled))
-        self.wake()  # sleeping readers re-check and can report the change
-
-    def stalled(self) -> bool:
-        return bool(self.words.load(STALLED))
-
-    def writer_alive(self) -> bool:
-        """The one liveness rule: the writer has not closed the stream and still holds its lock
-        (the kernel drops the lock when the writer dies, however it dies)."""
-        return self.words.load(WRITER_STATE) == WRITER_LIVE and self.segment.is_locked(WRITER_LOCK_BYTE)
-
-    def closed_by_writer(self) -> bool:
-        return self.words.load(WRITER_STATE) == WRITER_CLOSED
-
     def holding(self, entry: int) -> bool:
         """True if reader entry `entry` pins a frame now."""
         return entry < self.layout.holder_count and bool(self.words.load(self._holds[entry]))
-
-    def writer_stats(self) -> WriterStats:
-        return WriterStats.unpack(self.segment.map)
-
-    def reader_stats(self, entry: int, now_ns: int) -> ReaderStats:
-        return ReaderStats.unpack(self.segment.map, entry, now_ns)
 
     # -- writer ---------------------------------------------------------------------------------
 
@@ -248,12 +267,6 @@ class Ring:
         """Give back a claimed slot whose bytes may be half-written: it holds no frame now."""
         self.words.store(self._states[slot], SLOT_EMPTY)
 
-    def wake(self) -> None:
-        """Change WAKE and wake every sleeping reader (skipping the syscall when none sleeps)."""
-        self.words.fetch_add(WAKE, 1)
-        if self.words.load_sc(WAITERS):
-            self.words.futex_wake(WAKE)
-
     def _held_slots(self) -> set[int]:
         load, held = self.words.load_sc, set()
         for offset in self._holds:
@@ -288,6 +301,12 @@ class Ring:
         )
         if copy:
             self.words.fetch_add(COPY_READERS, 1)
+
+    def mark_sampler(self, entry: int) -> None:
+        """Flag reader entry `entry` (ours) as a sampler: see Subscriber(sampler=True)."""
+        at = self.layout.reader_offset(entry) + READER_MODE
+        mode = int.from_bytes(self.segment.map[at : at + 8], "little")
+        self.segment.map[at : at + 8] = (mode | MODE_SAMPLER).to_bytes(8, "little")
 
     def remove_reader(self, entry: int, copy: bool) -> None:
         """Give up reader entry `entry`: release its hold and its copy-reader count."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._attachment import Attachment, NotReady
-from ._errors import FramebusError, StreamNotFound, WriterGone
+from ._errors import FramebusError, NotOwner, StreamNotFound, WriterGone
 from ._frame import Frame
 from ._names import validate_name
 from ._ring import LAPPED, REPLACED
@@ -27,6 +29,11 @@ REATTACH_POLL = 0.1  # s: how often a subscriber whose writer is gone looks for 
 UNLOCKED_GRACE = 0.05  # s: the same, when no writer holds the segment's lock
 ATTACH_GRACE = 5.0  # s: how long the constructor waits for a writer still allocating the stream
 _FOREVER = float("inf")
+_FORKED = -1  # the owner of every subscriber inherited through fork(): nobody in the child
+get_ident = threading.get_ident  # (a module global: the owner check is one call and one compare)
+
+# Live subscribers, so that a forked child can disown the ones it inherited.
+_live: weakref.WeakSet[Subscriber] = weakref.WeakSet()
 
 
 class Subscriber:
@@ -44,19 +51,31 @@ class Subscriber:
     `latest()` as a private copy (marked stale), and frames you still hold keep their memory.
     Copy-mode reads are bounded: if the writer overwrites a frame during every one of a few
     copies, latest() returns the previous frame and wait() waits for the next one.
-    Use from one thread; `close()` may be called from any thread.
+    A zero-copy subscriber belongs to the first thread that reads from it (a read by another
+    thread would release the frame this one holds): any other thread gets NotOwner, as does a
+    forked child (it would move the parent's hold); make one subscriber per thread. A copy=True
+    subscriber may be read from several threads, even at once: each frame is its reader's own
+    array, and each new frame goes to one of the threads waiting (they share the position in
+    the stream). `close()` and `Frame.release()` may be called from any thread.
 
     A stream that does not exist raises StreamNotFound (naming the streams that do), unless
     `wait` is given: then the constructor waits up to that many seconds for the stream to
     appear (a subscriber started before its daemon) and raises TimeoutError after that.
+
+    A `sampler` reads now and then on purpose (a rate meter, a thumbnail): it is listed with its
+    statistics, but the stream's figures (latency, behind, missed in top, stat and /metrics)
+    leave it out, so a healthy stream does not look slow because of it.
     """
 
-    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0) -> None:
+    def __init__(self, name: str, *, copy: bool = False, wait: float = 0.0, sampler: bool = False) -> None:
         self.name = validate_name(name)
         self.copy = copy
+        self.sampler = sampler
         if not wait >= 0:
             raise ValueError(f"stream {name!r}: wait must be >= 0 seconds, got {wait}")
         att = _attach_when_created(name, copy, wait)
+        if sampler:
+            att.ring.mark_sampler(att.entry)
         self._att: Attachment | None = att  # None once a dead ring is let go, or when closed
         self._layout = att.layout  # the shape, dtype and fps of the newest writer seen
         self._lock = threading.Lock()
@@ -68,6 +87,10 @@ class Subscriber:
         self._current: Frame | None = None  # the frame returned last (held, in zero-copy mode)
         self._executor: ThreadPoolExecutor | None = None
         self._unusable_inode = 0  # a new writer's segment we could not attach to (logged once)
+        self._owner = 0  # the thread ident of the first reader (0: no read yet; _FORKED: inherited)
+        self._helper = 0  # wait_async()'s helper thread, which reads on the owner's behalf
+        self._pid = os.getpid()
+        _live.add(self)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,6 +115,8 @@ class Subscriber:
 
         Returns the same Frame again while nothing newer exists.
         """
+        if self._owner != get_ident():
+            self._claim()
         with self._lock:
             self._refresh()
             return self._read_latest()
@@ -101,6 +126,8 @@ class Subscriber:
 
         TimeoutError after `timeout` seconds; WriterGone once for each change of writer.
         """
+        if self._owner != get_ident():  # the owner check: one call and one compare
+            self._claim()
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"stream {self.name!r}: timeout must be None or >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -117,7 +144,7 @@ class Subscriber:
                     remaining = _remaining(deadline)
             look = True
             if att is None:
-                time.sleep(min(remaining, REATTACH_POLL))  # no writer to wake us: look again soon
+                time.sleep(min(max(remaining, 0.0), REATTACH_POLL))  # no writer to wake us: look again soon
                 continue
             # The usual case is this step alone: one native call sleeps (GIL released) and reads,
             # a frame already published at once. It takes no lock, for each step of Python costs
@@ -146,11 +173,13 @@ class Subscriber:
         import asyncio
 
         loop = asyncio.get_running_loop()
+        if self._owner != get_ident():  # the event loop's thread owns it; the helper reads for it
+            self._claim()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             chunk = min(_remaining(deadline), LIVENESS_INTERVAL)  # short, so cancellation frees the thread
             try:
-                return await loop.run_in_executor(self._thread(), self.wait, chunk)
+                return await loop.run_in_executor(self._thread(), self._wait_for_owner, chunk)
             except TimeoutError:
                 if _remaining(deadline) <= 0:
                     raise
@@ -168,17 +197,24 @@ class Subscriber:
             raise exc
 
     def close(self) -> None:
-        """Detach: release the held frame and this subscriber's entry. Safe from any thread."""
+        """Detach: give up the hold and this subscriber's entry. Safe from any thread.
+
+        A frame still held keeps what it shows: its pages become this process's private copy."""
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:  # inherited through fork(): the entry and hold are the parent's
+            self._current = self._att = None
+            return
         att = self._att
         if att is not None:
             att.port.close()  # a wait() in flight in another thread pins nothing from now on
             att.ring.wake()  # a thread sleeping in wait() wakes, sees _closed and leaves
         with self._lock:
-            self._current = None
+            current, self._current = self._current, None
             if self._att is not None:
+                if current is not None and not self.copy:  # still held: its bytes become ours
+                    self._keep(self._att, current)  # (before detach() lets the writer reuse its slot)
                 self._att.detach()
             self._att = None  # the mapping goes now, unless frames the caller holds need it
         if self._executor is not None:
@@ -195,6 +231,38 @@ class Subscriber:
         return f"Subscriber({self.name!r}, {mode}, shape={self.shape}, {self.dtype}, seq={self._last_seq})"
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """The owner check's slow path: the first reader becomes the owner; NotOwner for another
+        thread (copy=True allows any) or in a forked child."""
+        if os.getpid() != self._pid:
+            raise NotOwner(
+                f"stream {self.name!r}: this Subscriber was made in process {self._pid}; a forked "
+                "child cannot use it (its reads would move the parent's hold): make a new one in the child"
+            )
+        ident = get_ident()
+        with self._lock:
+            if self._owner == 0:
+                self._owner = ident
+            if self.copy or ident in (self._owner, self._helper):
+                return
+        raise NotOwner(
+            f"stream {self.name!r}: a zero-copy Subscriber is not shared between threads (a read "
+            "releases the frame another thread holds); it belongs to the first thread that read "
+            "from it: make one per thread, or use copy=True"
+        )
+
+    def _keep(self, att: Attachment, frame: Frame) -> None:
+        try:
+            att.keep(frame)
+        except OSError as exc:  # (no memory for the copy: close anyway, and say what it costs)
+            logger.warning("stream %r: frame %d may change after close(): no private copy (%s)", self.name,
+                           frame.seq, exc)  # fmt: skip
+
+    def _wait_for_owner(self, timeout: float) -> Frame:
+        """wait() in wait_async()'s helper thread, on behalf of the owner (checked by the caller)."""
+        self._helper = get_ident()
+        return self.wait(timeout)
 
     def _look(self, deadline: float | None, timeout: float | None) -> Frame | None:
         """wait()'s slower step, under the lock: a frame already published by the writer we
@@ -246,6 +314,8 @@ class Subscriber:
         return None
 
     def _release(self, frame: Frame) -> None:
+        if os.getpid() != self._pid:  # a forked child's inherited frame: the hold is the parent's
+            return
         with self._lock:
             if frame is self._current and self._att is not None:
                 self._att.unpin(frame._word)
@@ -260,7 +330,7 @@ class Subscriber:
         if now < self._next_check and (self._gone or not att or not att.ring.closed_by_writer()):
             return
         self._next_check = now + (REATTACH_POLL if self._gone else LIVENESS_INTERVAL)
-        if not self._gone and att and (att.segment.resized() or not att.writer_alive()):
+        if not self._gone and att and (att.segment.resized() or not att.writer_still_ours()):
             # (a resized segment could SIGBUS us: treat it as a writer gone, read it no more)
             self._lose_writer()
         if self._gone:
@@ -287,6 +357,8 @@ class Subscriber:
                 self._unusable_inode = inode
                 logger.warning("stream %r: cannot re-attach to the new writer's segment: %s", self.name, exc)
             return
+        if self.sampler:
+            new.ring.mark_sampler(new.entry)
         self._att, self._layout = new, new.layout
         self._current, self._last_seq = None, 0
         self._gone = False
@@ -323,6 +395,15 @@ class Subscriber:
 
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"framebus-{self.name}")
         return self._executor
+
+
+def _disown_inherited() -> None:
+    """In a forked child: no thread owns an inherited subscriber (its reads take the slow path)."""
+    for sub in list(_live):
+        sub._owner = _FORKED
+
+
+os.register_at_fork(after_in_child=_disown_inherited)
 
 
 def _remaining(deadline: float | None) -> float:

@@ -16,14 +16,19 @@
  * place only, 2: new segment only, default both); one zero-copy holder that may be SIGKILLed at
  * any point, and then a new holder on the same entry; one copy reader. Both readers read through
  * ReadPort (wait: WAKE, LATEST, the futex; take: the pin or the bounded seqlock copy, then the
- * generation re-check); the holder may release its frame (the unpin CAS).
+ * generation re-check, which comes before any verdict of corruption); a second thread of the
+ * holder's process (Releaser, -DRELEASE_THREAD) may release its current frame at any step (the
+ * unpin CAS); without it the holder releases its frame between its reads. A live writer's loan()
+ * block may raise (-DABANDON=n times per writer): the slot is given back unpublished.
  * -DNO_KILL_W / -DNO_KILL_H leave one kind of crash out, to afford more frames for the other.
  *
  * Granularity: one Promela step is one control-word access (one _atomic operation, or the kernel's
  * futex compare or wake), together with the process's local work around it, or one step of a
  * frame's bytes; where two accesses share a step, a comment says why that hides nothing. Each step
  * quotes the code it stands for in an "@map <file>: <code>" comment, and tests/test_model.py
- * checks that the quoted code still exists.
+ * checks that the quoted code still exists and, within each inline or proctype, that the quotes
+ * of one function come in that function's order (the branches of a choice are written in the
+ * code's order; "@again" quotes a retry of code quoted before, a loop back, and is not ordered).
  *
  * Memory model. Promela is sequentially consistent. Where the argument rests on an ordering, the
  * clean model runs the two accesses in program order, as _atomic.c's seq-cst pair or fence
@@ -48,12 +53,19 @@
  *   MUT_NO_GEN_RECHECK     ReadPort does not re-load GEN after the read
  *   MUT_UNPIN_RELAXED      the unpin CAS without release: the hold is seen cleared before the
  *                          reader's last read of the frame
+ *   MUT_UNPIN_PLAIN_STORE  unpin stores 0 instead of the CAS: a release racing with wait()'s
+ *                          pin of a newer frame clears that frame's hold
+ *   MUT_ACCEPT_EQUAL_SEQ   wait() takes a frame whose seq equals the last one delivered
+ *   MUT_VERDICT_BEFORE_GEN a read that found the segment inconsistent (-2, -3, -4) is reported
+ *                          corrupt before the generation re-check
+ *   MUT_ABANDON_RESTORES   an abandoned loan puts the slot's old state back instead of EMPTY
  *
  * Properties (each assertion names its property; a violation comes with a trail):
  *   P1 a held slot is never claimed: a claim succeeds only on a slot no accepted pin names, and a
  *      pinned frame's bytes are unchanged when its hold is replaced or released;
  *   P2 a reader never accepts a slot whose state or bytes differ from the seq LATEST promised, nor
- *      a torn copy, and never reports a legitimate retry as corruption (ReadPort's -2);
+ *      a torn copy, and never reports corruption (ReadPort's -2, -3, -4: this model corrupts
+ *      nothing, so a retry or a takeover must never look like it);
  *   P3 the writer never waits: a claim succeeds within holder_count + 2 attempts (and no claim or
  *      publish step has a guard that can block it: each has an enabled branch in every state);
  *   P4 no lost wake-up: at every step, a reader asleep in the futex while the live writer it
@@ -62,7 +74,9 @@
  *   P5 every reaped hold belonged to a dead reader;
  *   P6 every change of writer is noticed before any frame of the new writer is accepted: a
  *      subscriber delivers only frames of the writer it attached to (wait() raises WriterGone
- *      before it re-attaches).
+ *      before it re-attaches);
+ *   P7 the seqs a subscriber delivers strictly increase (per attachment: a new writer starts
+ *      again from 1, after WriterGone).
  */
 
 #ifndef FR1
@@ -76,6 +90,9 @@
 #define TAKEOVER 0      /* 0: the replacement takes over in place or creates a new segment (both
                            explored), 1: in place whenever the dead writer's segment was published
                            (Publisher._fits), 2: a new segment only */
+#endif
+#ifndef ABANDON
+#define ABANDON 0     /* loan() blocks of the writers that raise (each writer at most this many) */
 #endif
 #ifndef COPY_ATTEMPTS
 #define COPY_ATTEMPTS 4 /* @map framebus/_atomic.c: #define COPY_ATTEMPTS 4 */
@@ -121,6 +138,9 @@ bit asleep[2];
 byte rg[2];             /* the segment reader r is attached to */
 byte rgen[2];           /* Attachment.generation: the GEN it attached under */
 byte rlast[2];          /* Subscriber._last_seq */
+byte cur[2];            /* Subscriber._current: the holder's frame (its word), 0 if none */
+byte hid = 1;           /* the holder incarnation's reader id (its Releaser thread dies with it) */
+bit slock;              /* Subscriber._lock, as the Releaser holds it */
 
 /* Ghosts, for the properties only. */
 byte content[2 * S];    /* FRAME(seq, writer) whose bytes a slot holds, or TORN */
@@ -138,7 +158,7 @@ bit kill_w, kill_h, w1_dead;
 hidden byte P1_held_slot_not_claimed = 1, P1_held_frame_unchanged = 1;
 hidden byte P2_pin_accepts_promised_frame = 1, P2_copy_not_torn = 1, P2_retry_not_corruption = 1;
 hidden byte P3_writer_never_waits = 1, P4_no_lost_wake_up = 1, P4_readers_up_to_date_at_end = 1;
-hidden byte P5_reaped_hold_was_dead = 1, P6_new_writer_noticed_first = 1;
+hidden byte P5_reaped_hold_was_dead = 1, P6_new_writer_noticed_first = 1, P7_seqs_increase = 1;
 
 /* A held frame's bytes are unchanged while held (RELIABILITY.md requirement 2). */
 #define STABLE(g) (pinned[g] == 0 || content[(g) * S + pinned[g] - 1] == pinned_seq[g])
@@ -198,11 +218,11 @@ inline try_claim(g, guard) {
         :: d_step { ((RESCAN_HELD >> s) & 1) == 0 ->
                 /* @map framebus/_ring.py: words.fence()  # WRITING is visible before any frame byte changes */
                 assert(P1_held_slot_not_claimed && pinned[g] != s + 1);
-                wslot[g] = s + 1; old = 0; held = 0;
-                /* (the writer's own bookkeeping, done here rather than at commit: the same
-                   values, since only a dead writer would not reach its commit)
-                   @map framebus/_ring.py: self._previous, self._latest = self._latest, slot */
-                prv = lat; lat = s; nxt = (s + 1) % S;
+                wslot[g] = s + 1; held = 0;
+#ifndef MUT_ABANDON_RESTORES
+                old = 0;
+#endif
+                nxt = (s + 1) % S;  /* @map framebus/_ring.py: self._next = slot + 1 */
                 /* the frame's first bytes: @map framebus/_publisher.py: ring.fill(slot, array)  # shape and dtype checked: a plain copy */
                 content[g * S + s] = TORN
             };
@@ -275,7 +295,19 @@ inline writer_body(g, frames, wid) {
             :: try_claim(g, !reaping)
             fi
         od;
+#if ABANDON > 0
+        if  /* a loan() block that raises, at most ABANDON times: the slot is given back EMPTY,
+               its bytes half-written, nothing published. @map framebus/_publisher.py: ring.abandon(slot) */
+        :: ab < ABANDON ->
+#ifndef MUT_ABANDON_RESTORES
+            d_step { state[g * S + s] = 0; wslot[g] = 0; s = 0; att = 0; ab++ };   /* @map framebus/_ring.py: self.words.store(self._states[slot], SLOT_EMPTY) */
+#else
+            d_step { state[g * S + s] = old; old = 0; wslot[g] = 0; s = 0; att = 0; ab++ };   /* its old state put back */
+#endif
+        :: true ->
+#endif
         /* the last bytes, @map framebus/_ring.py: SLOT_HEADER.pack_into(mapping, start, seq, timestamp_ns, wall_ns, len(meta)) */
+        atomic { prv = lat; lat = s };  /* @map framebus/_ring.py: self._previous, self._latest = self._latest, slot */
         /* then @map framebus/_atomic.c: full_fence();  /* frame bytes first, copy_frame's streaming stores too (MFENCE) */
 #ifndef MUT_PUBLISH_RELAXED
         /* @map framebus/_atomic.c: __atomic_store_n(state, seq, __ATOMIC_RELEASE); */
@@ -298,12 +330,15 @@ inline writer_body(g, frames, wid) {
             FUTEX_WAKE_ALL(g);
             publishing[g] = 0
         }
+#if ABANDON > 0
+        fi
+#endif
     :: else -> break
     od
 }
 
 active proctype Writer1() {
-    byte seq, lat, prv, nxt, att, start, k, s, old, held;
+    byte seq, lat, prv, nxt, att, start, k, s, old, held, ab;
     bit reaping;
     {
         /* Publisher.__init__ on a new segment: Segment.create took the lock, open_stream made
@@ -317,13 +352,13 @@ end_idle:
             d_step {
                 wlock[0] = 0; live_gen[0] = 0; w1_dead = 1; publishing[0] = 0;
                 if :: elock[0] == REAPER -> elock[0] = 0 :: else fi;  /* (a reaper's entry lock too) */
-                seq = 0; lat = 0; prv = 0; nxt = 0; att = 0; start = 0; k = 0; s = 0; old = 0; held = 0; reaping = 0
+                seq = 0; lat = 0; prv = 0; nxt = 0; att = 0; start = 0; k = 0; s = 0; old = 0; held = 0; reaping = 0; ab = 0
             }
     }
 }
 
 active proctype Writer2() {
-    byte seq, lat, prv, nxt, att, start, k, s, old, held;
+    byte seq, lat, prv, nxt, att, start, k, s, old, held, ab;
     bit reaping;
 end_wait:
     if
@@ -344,6 +379,13 @@ end_wait:
 }
 
 /* ---- readers: Subscriber.wait() in a loop, each read one ReadPort call -------------------- */
+
+/* rp_wait's test: a frame newer than the last one delivered is taken, else it sleeps. */
+#ifndef MUT_ACCEPT_EQUAL_SEQ
+#define TAKE(r, g) (SEQ(latest[g]) > rlast[r])
+#else
+#define TAKE(r, g) (SEQ(latest[g]) >= rlast[r])  /* the same seq again too */
+#endif
 
 /* ReadPort's LATEST load (rp_pin's, rp_copy's; _wait's own load, before, only decides whether to
  * take). */
@@ -368,8 +410,8 @@ end_sleep:
     :: atomic { asleep[r] && (!wlock[g] || gen[g] != rgen[r]) -> asleep[r] = 0; waiters[g]--; gone = 1 }
         /* the LIVENESS_INTERVAL timeout, modelled only once the writer it attached to is dead or
            replaced (no wake-up may rest on it); _refresh then finds it so:
-           @map framebus/_subscriber.py: if not self._gone and att and (att.segment.resized() or not att.writer_alive()):
-           @map framebus/_attachment.py: return self.ring.writer_alive() and not self.replaced() */
+           @map framebus/_subscriber.py: if not self._gone and att and (att.segment.resized() or not att.writer_still_ours()):
+           @map framebus/_attachment.py: return self.ring.has_live_writer() and not self.replaced() */
     fi
 }
 
@@ -409,7 +451,7 @@ inline attach(r, g) {
  * the old attachment (detach: the hold cleared, the entry unlocked), then Attachment.open. */
 inline reattach(r, g) {
     atomic {
-        (g == 0 && ready[1]) || gen[g] != rgen[r] ->
+        ((g == 0 && ready[1]) || gen[g] != rgen[r]) && (r == 1 || !slock) ->
         /* @map framebus/_subscriber.py: if att is not None and inode == att.segment.inode and not att.replaced(): */
         if  /* @map framebus/_subscriber.py: self._let_go(att) */
         :: r == 0 ->
@@ -417,47 +459,62 @@ inline reattach(r, g) {
             hold[g] = 0; pinned[g] = 0; elock[g] = 0  /* @map framebus/_ring.py: self.words.store(self._entry_hold(entry), 0) */
         :: else -> copy_readers[g]--    /* @map framebus/_ring.py: self.words.fetch_add(COPY_READERS, MINUS_ONE) */
         fi;
-        rg[r] = 0; gone = 0; cur = 0; g = 0;
+        rg[r] = 0; gone = 0; cur[r] = 0; g = 0;
         FORGET_SEGMENT_0
     };
     attach(r, g)
 }
 
-/* After a ReadPort read of word w (FRAME f): unless GEN moved on since the attach (the port's
- * re-check), Subscriber._accept delivers it; else the port drops it (releasing its pin) and
- * the subscriber loses the writer. */
+/* rp_verdict, after a ReadPort read of word w (FRAME f): bad says the read found the segment
+ * inconsistent (-2: the state never matched; -3/-4: the header's seq or meta length is off). The
+ * GEN load comes first, after every load of the read: if GEN moved on since the attach, another
+ * writer took the segment over in place, whose frames (from seq 1 again, in the same slots and
+ * LATEST words) explain any mismatch, so the port drops the read (releasing its pin) and the
+ * subscriber loses the writer; else a bad read is corruption, which the model never makes, so
+ * reaching it is a violation (P2); else Subscriber._accept delivers the frame. */
 #ifdef MUT_NO_GEN_RECHECK
 #define REPLACED false
 #else
-#define REPLACED (gen[g] != rgen[r])    /* @map framebus/_atomic.c: if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) != self->generation) { */
+#define REPLACED (gen[g] != rgen[r])
 #endif
-inline accept(r, g) {
+inline verdict(r, g, bad) {
+#ifdef MUT_VERDICT_BEFORE_GEN
+    /* the corruption verdict before the generation re-check */
+    d_step { assert(P2_retry_not_corruption && !(bad)) };
+#endif
     if
-    :: d_step { !REPLACED ->
+    :: d_step { !REPLACED && !(bad) ->
+            /* @map framebus/_atomic.c: if (__atomic_load_n(self->gen, __ATOMIC_ACQUIRE) == self->generation) return code; */
             assert(P6_new_writer_noticed_first && FWID(f) == WID(g, rgen[r]));
+            assert(P2_copy_not_torn && (r == 0 || (c1 == c2 && FSEQ(c2) == q)));
+            assert(P7_seqs_increase && q > rlast[r]);
             rlast[r] = q;   /* @map framebus/_subscriber.py: self._last_seq, self._current = result.seq, result */
-            cur = (r == 0 -> w : 0);
-            f = 0; w = 0; s = 0; q = 0
+            cur[r] = (r == 0 -> w : 0);
+            f = 0; w = 0; s = 0; q = 0; c1 = 0; c2 = 0
         }
+    :: d_step { !REPLACED && (bad) -> assert(P2_retry_not_corruption && !(bad)) }   /* -2, -3 or -4: SegmentCorrupt */
     :: d_step { REPLACED ->
-            if  /* @map framebus/_atomic.c: rp_release_hold(self, word); */
-            :: r == 0 && hold[g] == w -> assert(P1_held_frame_unchanged && STABLE(g)); hold[g] = 0; pinned[g] = 0
+            if  /* @map framebus/_atomic.c: if (!self->copy) rp_release_hold(self, word); */
+            :: r == 0 && hold[g] == w -> assert(P1_held_frame_unchanged && STABLE(g)); hold[g] = 0
             :: else
             fi;
+            if :: r == 0 -> pinned[g] = 0 :: else fi;   /* (dropped: never read) */
             gone = 1;   /* @map framebus/_subscriber.py: self._lose_writer() */
-            cur = 0; f = 0; w = 0; s = 0; q = 0
+            cur[r] = 0; f = 0; w = 0; s = 0; q = 0; c1 = 0; c2 = 0
         }
     fi
 }
 
-/* rp_pin after its LATEST load (w): store the hold, re-check the slot's state, retry on change.
- * The state load is one step with the decision it feeds. */
+/* rp_pin after its LATEST load (w): store the hold, re-check the slot's state, retry on change;
+ * the same word twice without a match goes to the verdict (-2). The state load is one step with
+ * the decision it feeds. Once accepted, the header (-3/-4) is that of the pinned frame, which no
+ * writer changes while held (P1): so P2_pin_accepts_promised_frame covers it, in any generation. */
 #if defined(MUT_PIN_ACQ_REL)
 #define PIN_STATE_OK (tmp == q)
 #elif defined(MUT_NO_PIN_RECHECK)
 #define PIN_STATE_OK true
 #else
-#define PIN_STATE_OK (state[g * S + s] == q)   /* @map framebus/_atomic.c: if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_SEQ_CST) == seq) */
+#define PIN_STATE_OK (state[g * S + s] == q)
 #endif
 inline pin(g) {
     do
@@ -472,73 +529,71 @@ inline pin(g) {
         atomic { assert(P1_held_frame_unchanged && STABLE(g)); hold[g] = w; hold_by[g] = id; pinned[g] = 0 };
         /* @map framebus/_atomic.c: __atomic_store_n(self->hold, word, __ATOMIC_SEQ_CST); */
 #endif
-        if
+        if  /* @map framebus/_atomic.c: if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_SEQ_CST) == seq) */
+        :: d_step { !PIN_STATE_OK && prev == w ->
+                /* @map framebus/_atomic.c: if (retried && word == previous) return PyLong_FromLong(rp_verdict(self, word, -2)); */
+                prev = 0; tmp = 0
+            };
+            verdict(0, g, true);
+            break
+        :: d_step { !PIN_STATE_OK && prev != w -> prev = w; tmp = 0 };
+            /* retry: @again framebus/_atomic.c: word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE); */
+            d_step { LOAD_LATEST(g) }
         :: d_step { PIN_STATE_OK ->
                 assert(P2_pin_accepts_promised_frame && FSEQ(content[g * S + s]) == q && wslot[g] != s + 1);
                 pinned[g] = s + 1; pinned_seq[g] = content[g * S + s]; f = pinned_seq[g];
                 seen = 0; tmp = 0; prev = 0
             };
-            accept(0, g);
+            /* @map framebus/_atomic.c: long verdict = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4 : 0; */
+            verdict(0, g, FSEQ(content[g * S + s]) != q);
             break
-        :: d_step { !PIN_STATE_OK ->
-                /* @map framebus/_atomic.c: if (retried && word == previous) return PyLong_FromLong(-2); */
-                assert(P2_retry_not_corruption && (prev == 0 || w != prev));    /* -2 means corrupt */
-                prev = w; tmp = 0
-            };
-            /* retry: @map framebus/_atomic.c: word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE); */
-            d_step { LOAD_LATEST(g) }
         fi
     od;
     atomic { prev = 0; seen = 0; w = 0; s = 0; q = 0 }
 }
 
-/* rp_copy after its LATEST load (w): the copy's first read of the bytes (c1), its last (c2), the
- * fence, the state re-check; retry on change, at most COPY_ATTEMPTS tries (then -5: the read is
- * dropped, Lapped). With the fence, the last read and the re-check are one step: a writer step
- * between them changes nothing the re-check accepts (a claim in between makes the state differ
- * too). Whether the copy is torn is asserted once accepted: a takeover can give the slot the same
- * seq again (the new writer's), which only the generation check tells apart. */
+/* rp_copy after its LATEST load (w): the copy's first read of the bytes (c1), its last (c2: the
+ * slot header, copied last), the fence, the state re-check; retry on change, at most
+ * COPY_ATTEMPTS tries (then -5: the read is dropped, Lapped); the same word twice without a
+ * match goes to the verdict (-2), and so does an accepted copy (-3/-4 if its header's seq
+ * differs: a torn header of a takeover's new writer, whose state may match again). With the
+ * fence the last read comes before the re-check; a whole takeover fits between them. */
 #ifdef MUT_COPY_NO_FENCE
 #define COPY_STATE_OK (tmp == q)
 #else
-#define COPY_STATE_OK (state[g * S + s] == q)  /* @map framebus/_atomic.c: if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_ACQUIRE) == seq) */
+#define COPY_STATE_OK (state[g * S + s] == q)
 #endif
 inline copy(g) {
     do
     :: w == 0 -> break  /* nothing published: None */
-    :: w != 0 && tries == COPY_ATTEMPTS -> break  /* @map framebus/_atomic.c: if (attempt == COPY_ATTEMPTS) return PyLong_FromLong(-5);  /* lapped every time: bounded */
+    :: w != 0 && tries == COPY_ATTEMPTS -> break  /* @again framebus/_atomic.c: if (attempt == COPY_ATTEMPTS) return PyLong_FromLong(-5);  /* lapped every time: bounded */
     :: w != 0 && tries < COPY_ATTEMPTS ->
         c1 = content[g * S + s];    /* @map framebus/_atomic.c: memcpy(out->buf, base + self->frame_offset, (size_t)self->frame_nbytes); */
 #ifndef MUT_COPY_NO_FENCE
-        if   /* the copy's last read, the fence and the re-check in one step (see above) */
-        :: d_step { COPY_STATE_OK ->
-                c2 = content[g * S + s];
-                /* @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the copies complete before the re-check */
+        c2 = content[g * S + s];    /* @map framebus/_atomic.c: memcpy(header, base, sizeof header); */
+        /* @map framebus/_atomic.c: __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the copies complete before the re-check */
 #else
         if
         :: c2 = content[g * S + s]; tmp = state[g * S + s]
         :: tmp = state[g * S + s]; c2 = content[g * S + s]
         fi;
-        if
-        :: d_step { COPY_STATE_OK ->
 #endif
-                f = c2; seen = 0; tmp = 0; prev = 0; tries = 0
+        if  /* @map framebus/_atomic.c: if (__atomic_load_n((uint64_t *)(self->states + 8 * slot), __ATOMIC_ACQUIRE) == seq) */
+        :: d_step { !COPY_STATE_OK && prev == w ->
+                /* @map framebus/_atomic.c: if (retried && word == previous) return PyLong_FromLong(rp_verdict(self, word, -2)); */
+                prev = 0; tmp = 0; tries = 0
             };
-            atomic {
-                assert(P2_copy_not_torn && (gen[g] != rgen[1] || (c1 == c2 && FSEQ(c2) == q)));
-                c1 = 0; c2 = 0;
-                accept(1, g)
-            };
+            verdict(1, g, true);
             break
-        :: d_step { !COPY_STATE_OK ->
-                /* @map framebus/_atomic.c: if (retried && word == previous) return PyLong_FromLong(-2); */
-                assert(P2_retry_not_corruption && (prev == 0 || w != prev));
-                prev = w; tmp = 0; c1 = 0; c2 = 0; tries++
-            };
-            d_step { LOAD_LATEST(g) }    /* @map framebus/_atomic.c: word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE); */
+        :: d_step { !COPY_STATE_OK && prev != w -> prev = w; tmp = 0; c1 = 0; c2 = 0; tries++ };
+            d_step { LOAD_LATEST(g) }    /* @again framebus/_atomic.c: word = __atomic_load_n(self->latest, __ATOMIC_ACQUIRE); */
+        :: d_step { COPY_STATE_OK -> f = c2; seen = 0; tmp = 0; prev = 0; tries = 0 };
+            /* @map framebus/_atomic.c: long verdict = header[0] != seq ? -3 : header[3] > (uint64_t)self->meta_capacity ? -4 : 0; */
+            verdict(1, g, FSEQ(c2) != q);
+            break
         fi
     od;
-    atomic { prev = 0; seen = 0; tries = 0; w = 0; s = 0; q = 0 }
+    atomic { prev = 0; seen = 0; tries = 0; w = 0; s = 0; q = 0; c1 = 0; c2 = 0 }
 }
 
 inline reader_loop(r) {
@@ -547,31 +602,27 @@ inline reader_loop(r) {
 #ifndef MUT_POLL_ORDER
         seen = wake[g];     /* @map framebus/_atomic.c: uint64_t seen = __atomic_load_n(self->wake, __ATOMIC_SEQ_CST); */
         if      /* @map framebus/_atomic.c: if (__atomic_load_n(self->latest, __ATOMIC_ACQUIRE) >> 8 > last_seq) { */
-        :: d_step { SEQ(latest[g]) > rlast[r] -> skip };
+        :: d_step { TAKE(r, g) -> skip };
 #else
         if
-        :: d_step { SEQ(latest[g]) > rlast[r] -> skip }; seen = wake[g];
+        :: d_step { TAKE(r, g) -> skip }; seen = wake[g];
 #endif
             d_step { LOAD_LATEST(g) };  /* rp_take_now: rp_pin's or rp_copy's first LATEST load */
             if :: r == 0 -> pin(g) :: else -> copy(g) fi
-        :: d_step { SEQ(latest[g]) <= rlast[r] -> skip };
+        :: d_step { !TAKE(r, g) -> skip };
 #ifdef MUT_POLL_ORDER
             seen = wake[g];
 #endif
             sleep(r, g)
-        :: r == 0 && cur != 0 ->    /* Frame.release(): @map framebus/_subscriber.py: self._att.unpin(frame._word) */
-#ifndef MUT_UNPIN_RELAXED
-            /* @map framebus/_atomic.c: return __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED); */
-            d_step {
-                assert(P1_held_frame_unchanged && STABLE(g));   /* the frame's last read, then the CAS */
-                if :: hold[g] == cur -> hold[g] = 0; pinned[g] = 0 :: else fi;
-                cur = 0
-            }
-#else
-            d_step { if :: hold[g] == cur -> hold[g] = 0 :: else fi };  /* the CAS seen first */
-            d_step { assert(P1_held_frame_unchanged && STABLE(g)); pinned[g] = 0; cur = 0 }
-#endif
         fi
+#ifndef RELEASE_THREAD
+    :: r == 0 && cur[0] != 0 ->    /* Frame.release() between reads: @map framebus/_subscriber.py: self._att.unpin(frame._word) */
+        d_step {    /* the frame's last read, then the unpin CAS */
+            assert(P1_held_frame_unchanged && STABLE(g));
+            if :: hold[g] == cur[0] -> hold[g] = 0; pinned[g] = 0 :: else fi;
+            cur[0] = 0
+        }
+#endif
     :: gone ->
 end_gone:
         reattach(r, g)
@@ -579,7 +630,7 @@ end_gone:
 }
 
 active proctype Holder() {
-    byte id = 1, g, w, s, q, f, prev, tmp, seen, c1, c2, tries, cur;   /* (c1, c2, tries: the copy path, unused) */
+    byte id = 1, g, w, s, q, f, prev, tmp, seen, c1, c2, tries;   /* (c1, c2, tries: the copy path, unused) */
     bit gone;
 incarnation:
     {
@@ -591,18 +642,55 @@ incarnation:
                 alive[id] = 0; asleep[0] = 0;   /* (a killed sleeper leaves WAITERS raised) */
                 if :: elock[g] == id -> elock[g] = 0 :: else fi;
                 FORGET_SEGMENT_0;
-                g = 0; w = 0; s = 0; q = 0; f = 0; prev = 0; tmp = 0; seen = 0; cur = 0; gone = 0
+                g = 0; w = 0; s = 0; q = 0; f = 0; prev = 0; tmp = 0; seen = 0; cur[0] = 0; gone = 0; slock = 0
             }
     };
     if
-    :: id == 1 -> id = 2; goto incarnation  /* a new zero-copy subscriber takes the entry (it
+    :: id == 1 -> d_step { id = 2; hid = 2 }; goto incarnation  /* a new zero-copy subscriber takes the entry (it
                                                may come late: any state before it is explored) */
     :: else
     fi
 }
 
+/* Frame.release() on another thread of the holder's process, at any step of its wait(): under
+ * the subscriber's lock (which wait()'s read path does not take), if the frame is still the
+ * current one, the unpin CAS of its word. Meanwhile wait() may have pinned a newer frame: the CAS
+ * leaves that hold alone. (The thread dies with the process: a kill ends its release.) */
+#ifdef RELEASE_THREAD
+active proctype Releaser() {
+    byte rel, rid;
+    bit relaxed;
+end_release:
+    do
+    :: atomic { rel == 0 && cur[0] != 0 && !slock -> rel = cur[0]; rid = hid; slock = 1 }
+        /* @map framebus/_subscriber.py: if frame is self._current and self._att is not None: */
+#if defined(MUT_UNPIN_PLAIN_STORE)
+    :: d_step { rel != 0 && alive[rid] ->   /* a plain store of 0, as Ring.unpin does */
+            if :: hold[rg[0]] == rel -> assert(P1_held_frame_unchanged && STABLE(rg[0])); pinned[rg[0]] = 0 :: else fi;
+            hold[rg[0]] = 0; cur[0] = 0; slock = 0; rel = 0; rid = 0
+        }
+#elif defined(MUT_UNPIN_RELAXED)
+    :: d_step { rel != 0 && !relaxed && alive[rid] ->   /* the CAS seen before the frame's last read */
+            if :: hold[rg[0]] == rel -> hold[rg[0]] = 0; relaxed = 1 :: else -> cur[0] = 0; slock = 0; rel = 0; rid = 0 fi
+        }
+    :: d_step { relaxed && alive[rid] ->
+            assert(P1_held_frame_unchanged && STABLE(rg[0])); pinned[rg[0]] = 0;
+            cur[0] = 0; slock = 0; rel = 0; rid = 0; relaxed = 0
+        }
+#else
+    :: d_step { rel != 0 && alive[rid] ->   /* @map framebus/_subscriber.py: self._att.unpin(frame._word) */
+            /* the frame's last read, then @map framebus/_atomic.c: return __atomic_compare_exchange_n(self->hold, &word, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED); */
+            if :: hold[rg[0]] == rel -> assert(P1_held_frame_unchanged && STABLE(rg[0])); hold[rg[0]] = 0; pinned[rg[0]] = 0 :: else fi;
+            cur[0] = 0; slock = 0; rel = 0; rid = 0   /* @map framebus/_subscriber.py: self._current = None */
+        }
+#endif
+    :: atomic { rel != 0 && !alive[rid] -> rel = 0; rid = 0; relaxed = 0 }
+    od
+}
+#endif
+
 active proctype CopyReader() {
-    byte id = 3, g, w, s, q, f, prev, tmp, seen, c1, c2, tries, cur;
+    byte id = 3, g, w, s, q, f, prev, tmp, seen, c1, c2, tries;
     bit gone;
     attach(1, g);
     reader_loop(1)

@@ -7,7 +7,8 @@
   grey levels from the running background; at most one per ``--cooldown`` seconds.
 - ``quality``: when the image turns dark, bright or blurry (or recovers); brightness is the
   mean grey level, sharpness the variance of the Laplacian.
-- ``health``: every ``--health`` seconds: frame rate, latency from capture, frames missed.
+- ``health``: every ``--health`` seconds: frame rate, latency from capture, frames missed, and
+  ``events_lost``, the events that could not be written to the file (a full disk), once there are.
 
 With ``--publish``, frames with the moving regions boxed are published as a derived stream: a
 ring of ``--slots`` slots readable by ``--group``; under ``framebus run`` both default to that
@@ -17,7 +18,6 @@ has no room for it, the analyzer says so and tries again later; its events go on
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import sys
@@ -25,17 +25,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 import framebus
+from framebus.config import DEFAULT_SLOTS, MAX_SLOTS, MIB, MIN_SLOTS, Arg, Service, StreamName
 
 from .events import MAX_BYTES, EventLog
-from .lifecycle import Stop, configure_logging, frames, subscribe
+from .lifecycle import Stop, frames, subscribe
 
-__all__ = ["MotionDetector", "main"]
+__all__ = ["AnalyzerSubscriber", "MotionDetector", "main"]
 
 logger = logging.getLogger("framebus.analyzer")
 
@@ -44,7 +46,6 @@ BACKGROUND_RATE = 0.05  # weight of each new frame in the running background
 QUALITY_EVERY_S = 1.0
 MAX_BOXES = 16  # largest regions reported per frame
 PUBLISH_RETRY_S = (1.0, 60.0)  # first and longest wait before trying to create the derived ring again
-DEFAULT_SLOTS = 6  # the library's default ring
 _KERNEL = np.ones((3, 3), np.uint8)
 DARK, BRIGHT = 30.0, 225.0  # mean grey level below / above which a frame is too dark / bright
 
@@ -135,7 +136,7 @@ class _Health:
 
 
 class Analyzer:
-    def __init__(self, args: argparse.Namespace, log: EventLog) -> None:
+    def __init__(self, args: AnalyzerSubscriber, log: EventLog) -> None:
         self.args, self.log = args, log
         self.motion = MotionDetector(args.min_area, args.threshold)
         self._last_motion = -float("inf")
@@ -154,7 +155,7 @@ class Analyzer:
         boxes: list[list[int]] = []
         if gray is not None:
             boxes = self.motion.boxes(gray, frame.array.shape[1] / gray.shape[1])
-            if boxes and (frame.timestamp_ns / 1e9 - self._last_motion) >= self.args.cooldown:
+            if boxes and (frame.timestamp_ns / 1e9 - self._last_motion) >= self.args.cooldown_s:
                 self._last_motion = frame.timestamp_ns / 1e9
                 area = sum(w * h for _, _, w, h in boxes)
                 self._emit("motion", frame, area=area, boxes=boxes)
@@ -164,9 +165,10 @@ class Analyzer:
         self.tick()
 
     def tick(self) -> None:
-        if time.monotonic() - self._health.started >= self.args.health:
+        if time.monotonic() - self._health.started >= self.args.health_s:
+            lost = {"events_lost": self.log.lost} if self.log.lost else {}  # not in the file: a full disk
             self.log.emit(
-                {**self._health.event(self.args.stream), **self._quality, "wall_ns": time.time_ns()}
+                {**self._health.event(self.args.stream), **self._quality, **lost, "wall_ns": time.time_ns()}
             )
             self.events += 1
             self._health = _Health()
@@ -220,7 +222,8 @@ class Analyzer:
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None
-        slots, group = self.args.slots, self.args.group
+        slots, group = self.args.slots or DEFAULT_SLOTS, self.args.group
+        assert self.args.publish is not None  # only called with --publish
         try:
             self._publisher = framebus.Publisher(self.args.publish, shape, "uint8", slots=slots, group=group)
         except framebus.FramebusError as exc:  # SharedMemoryFull, WriterBusy, ...
@@ -243,65 +246,64 @@ class Analyzer:
             self._publisher.close()
 
 
-def publish_ring(args: argparse.Namespace) -> None:
-    """Fill in --slots and --group of the derived stream from its entry in the topology (when
-    started by ``framebus run``), so the ring is what ``framebus check`` budgeted."""
-    entry = None
-    if args.publish and (args.slots is None or args.group is None):
-        from framebus.config import this_topology
+class AnalyzerSubscriber(Service):
+    """Motion, quality and health events of a stream as JSON lines; optionally an annotated stream."""
 
-        topology = this_topology()
-        entry = next((s for s in topology.streams if s.name == args.publish), None) if topology else None
-    if args.slots is None:
-        args.slots = entry.slots if entry is not None else DEFAULT_SLOTS
-    if args.group is None and entry is not None:
-        args.group = entry.group
+    kind: Literal["analyzer"]
+    command: ClassVar[str] = "analyze"
+    reads_fields: ClassVar[tuple[str, ...]] = ("stream",)
+    publishes_fields: ClassVar[tuple[str, ...]] = ("publish",)
+    stream: Annotated[StreamName, Arg(positional=True)] = Field(description="the stream to analyze")
+    events: Path | None = Field(default=None, description="also append the events (JSON lines) to this file")
+    events_max_mb: float = Field(
+        default=MAX_BYTES / MIB, gt=0, le=100_000, description="rotate the events file to FILE.1 beyond this"
+    )
+    quiet: bool = Field(default=False, description="events to the --events file only, not stdout")
+    publish: StreamName | None = Field(default=None, description="derived stream with motion boxes drawn")
+    slots: int | None = Field(
+        default=None, ge=MIN_SLOTS, le=MAX_SLOTS,
+        description=f"slots of the --publish ring (default: its stream entry's, else {DEFAULT_SLOTS})",
+    )  # fmt: skip
+    group: str | None = Field(
+        default=None, description="group that may read the --publish ring (default: its entry's)"
+    )
+    min_area: int = Field(default=400, ge=1, description="pixels (of the frame) a moving region must cover")
+    threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
+    cooldown_s: float = Field(default=5.0, ge=0, le=3600, description="seconds between two motion events")
+    health_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between health events")
+    blur: float = Field(
+        default=20.0, ge=0, description="sharpness (variance of the Laplacian) below this is blurry"
+    )
+
+    def run(self) -> int:
+        return analyze(publish_ring(self))
+
+
+def publish_ring(options: AnalyzerSubscriber) -> AnalyzerSubscriber:
+    """Fill in slots and group of the derived stream from its entry in the topology (when
+    started by ``framebus run``), so the ring is what ``framebus check`` budgeted."""
+    if not options.publish or (options.slots is not None and options.group is not None):
+        return options
+    from framebus.config import this_topology
+
+    topology = this_topology()
+    entry = next((s for s in topology.streams if s.name == options.publish), None) if topology else None
+    slots = options.slots or (entry.slots if entry is not None else DEFAULT_SLOTS)
+    group = options.group or (entry.group if entry is not None else None)
+    return options.model_copy(update={"slots": slots, "group": group})
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-analyze") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("stream", help="the stream to analyze")
-    parser.add_argument("--events", type=Path, help="also append events to this file (JSON lines)")
-    parser.add_argument(
-        "--events-max-mb",
-        type=float,
-        default=MAX_BYTES / 2**20,
-        metavar="MB",
-        help=f"rotate the events file to FILE.1 beyond this size (default {MAX_BYTES / 2**20:g})",
-    )
-    parser.add_argument("--publish", metavar="NAME", help="publish annotated frames as this derived stream")
-    parser.add_argument(
-        "--slots",
-        type=int,
-        choices=range(3, 65),
-        metavar="N",
-        help=f"slots of the --publish ring (default: the topology's, else {DEFAULT_SLOTS})",
-    )
-    parser.add_argument("--group", help="group allowed to read the --publish ring (default: the topology's)")
-    parser.add_argument(
-        "--min-area", type=int, default=400, help="pixels a moving region must cover (default 400)"
-    )
-    parser.add_argument(
-        "--threshold", type=int, default=25, help="grey-level change that counts (default 25)"
-    )
-    parser.add_argument(
-        "--cooldown", type=float, default=5.0, help="seconds between motion events (default 5)"
-    )
-    parser.add_argument(
-        "--health", type=float, default=10.0, help="seconds between health events (default 10)"
-    )
-    parser.add_argument(
-        "--blur", type=float, default=20.0, help="sharpness below this is 'blurry' (default 20)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="events to the file only, not stdout")
-    args = parser.parse_args(argv)
-    configure_logging()
-    publish_ring(args)
+    return AnalyzerSubscriber.main(argv, prog)
+
+
+def analyze(args: AnalyzerSubscriber) -> int:
+    """Analyze until stopped."""
     stop = Stop().install()
     sub = subscribe(args.stream, stop)
     if sub is None:
         return 0
-    log = EventLog(args.events, stdout=not args.quiet, max_bytes=int(args.events_max_mb * 2**20))
+    log = EventLog(args.events, stdout=not args.quiet, max_bytes=int(args.events_max_mb * MIB))
     analyzer = Analyzer(args, log)
     try:
         for frame in frames(sub, stop, idle_s=1.0):

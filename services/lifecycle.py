@@ -7,15 +7,14 @@ stream is late, stalled or between writers: it says so once in the log and resum
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
 
 import framebus
+from framebus import configure_logging  # the one setup (journald-aware); here for the services
 
 __all__ = ["MissedFrames", "Stop", "configure_logging", "frames", "subscribe"]
 
@@ -25,24 +24,6 @@ WAIT_SLICE_S = 0.2  # longest sleep between looks at the stop flag
 RETRY_S = 0.5  # how often a missing stream is looked for again
 QUIET_AFTER_S = 5.0  # a stream silent this long is reported (once) as stalled
 MISSED_EVERY_S = 10.0  # missed frames are logged at most this often, as one line with counts
-
-
-def configure_logging(level: str = "info") -> None:
-    """Journald-friendly lines under systemd, timestamped ones in a terminal; kept if already set
-    (``framebus record`` configures logging before it hands over)."""
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = (
-        "%(name)s: %(message)s"
-        if os.environ.get("JOURNAL_STREAM")
-        else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
-    handler.setFormatter(logging.Formatter(fmt))
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 class Stop:

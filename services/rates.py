@@ -56,7 +56,10 @@ class _Watch:
         try:
             # Copy mode: one small copy per interval, and none of the ring's zero-copy holder
             # places (slots - 2 of them) taken for a program that only counts frames.
-            sub = self._subs.get(name) or self._subs.setdefault(name, framebus.Subscriber(name, copy=True))
+            # A sampler: reading once an interval on purpose, it is no figure of the stream's.
+            sub = self._subs.get(name) or self._subs.setdefault(
+                name, framebus.Subscriber(name, copy=True, sampler=True)
+            )
             frame = sub.latest()
         except framebus.FramebusError as exc:
             self._subs.pop(name, None)

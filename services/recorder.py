@@ -12,25 +12,27 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
+import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import numpy as np
+from pydantic import Field
 
 import framebus
+from framebus.config import MIB, Arg, Service, StreamName, Topology
 
 from .events import EventFollower
-from .lifecycle import MissedFrames, Stop, configure_logging, frames, subscribe
+from .lifecycle import MissedFrames, Stop, frames, subscribe
 from .segments import ArraySegment, Record, Segment, VideoSegment, base_name
 from .upkeep import Upkeep
 
-__all__ = ["main"]
+__all__ = ["Options", "Recorder", "RecorderSubscriber", "main"]
 
 logger = logging.getLogger("framebus.recorder")
 
@@ -361,105 +363,81 @@ def _meta(frame: framebus.Frame) -> dict[str, Any]:
         return {"unreadable_meta": True}
 
 
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
+
+
+class RecorderSubscriber(Service):
+    """Record a stream into segmented files (H.264 MP4, .npy) with sidecars.
+
+    Continuous, or clips around the analyzer's events (--events); retention by size and age."""
+
+    kind: Literal["recorder"]
+    command: ClassVar[str] = "record"
+    reads_fields: ClassVar[tuple[str, ...]] = ("stream",)
+    stream: Annotated[StreamName, Arg(positional=True)] = Field(description="the stream to record")
+    out: Path = Field(description="directory of the segments; relative to the config file's folder")
+    segment_s: float = Field(default=60.0, ge=0.1, le=86400, description="seconds per segment")
+    max_mb: float | None = Field(default=None, gt=0, description="retention: MiB of this stream's segments")
+    max_age_h: float | None = Field(default=None, gt=0, description="retention: hours a segment is kept")
+    events: Path | None = Field(
+        default=None, description="record clips on the analyzer's events in this file"
+    )
+    triggers: list[str] = Field(
+        default_factory=lambda: ["motion"], min_length=1, description="event types that start a clip"
+    )
+    pre_s: float = Field(default=5.0, ge=0, le=120, description="clip pre-roll, kept encoded in memory")
+    post_s: float = Field(default=10.0, ge=0, le=3600, description="clip length after the last event")
+    preset: X264Preset = Field(
+        default="ultrafast", description="x264 speed/size trade-off (ultrafast: least CPU)"
+    )
+    crf: int = Field(default=23, ge=0, le=51, description="x264 quality, lower is better and larger")
+    threads: int = Field(default=2, ge=1, le=64, description="x264 threads (2: 1080p30 keeps up)")
+    retry_s: float = Field(default=5.0, ge=0, le=3600, description="wait after a write error before retrying")
+
+    def options(self) -> Options:
+        return Options(
+            stream=self.stream,
+            out=self.out,
+            segment_s=self.segment_s,
+            max_bytes=None if self.max_mb is None else int(self.max_mb * MIB),
+            max_age_s=None if self.max_age_h is None else self.max_age_h * 3600,
+            events=self.events,
+            triggers=frozenset(self.triggers),
+            pre_s=self.pre_s,
+            post_s=self.post_s,
+            preset=self.preset,
+            crf=self.crf,
+            threads=self.threads,
+            retry_s=self.retry_s,
+        )
+
+    def problems(self, topology: Topology, index: int) -> list[str]:
+        """Two recorders of one stream into one directory would record it twice, and each one's
+        retention would delete the other's segments."""
+        for i, other in enumerate(topology.subscribers[:index]):
+            if isinstance(other, RecorderSubscriber) and (other.stream, os.path.normpath(other.out)) == (
+                self.stream, os.path.normpath(self.out)):  # fmt: skip
+                return [
+                    f"subscribers[{index}].out (subscriber {self.name!r}): stream {self.stream!r} is "
+                    f"already recorded into {str(self.out)!r} by subscribers[{i}]; use another directory"
+                ]
+        return []
+
+    def run(self) -> int:
+        return record(self.options())
+
+
 def parser(prog: str = "framebus-record") -> argparse.ArgumentParser:
-    """The command line; each option's type and bounds are the topology model's (RecorderSubscriber)."""
-    from framebus.config import RecorderSubscriber
-
-    fields = RecorderSubscriber.model_fields
-    preset = fields["preset"].rebuild_annotation()
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("stream", help="the stream to record")
-    p.add_argument("--out", type=Path, required=True, help="directory for the segments")
-    p.add_argument(
-        "--segment", type=_model_type("segment_s"), default=fields["segment_s"].default,
-        metavar="SECONDS", help="segment length (default %(default)g)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-mb", type=_model_type("max_mb"),
-        help="retention: keep at most this many MB of this stream's segments",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-age-h",
-        type=_model_type("max_age_h"),
-        help="retention: delete segments older than this many hours",
-    )
-    p.add_argument("--events", type=Path, help="record clips on the analyzer's events in this file")
-    p.add_argument("--trigger", action="append", help="event types that start a clip (default: motion)")
-    p.add_argument(
-        "--pre", type=_model_type("pre_s"), default=fields["pre_s"].default, metavar="SECONDS",
-        help="clip pre-roll (default %(default)g)",
-    )  # fmt: skip
-    p.add_argument(
-        "--post", type=_model_type("post_s"), default=fields["post_s"].default, metavar="SECONDS",
-        help="clip post-roll (default %(default)g)",
-    )  # fmt: skip
-    p.add_argument(
-        "--preset", type=_model_type("preset"), default=fields["preset"].default, metavar="PRESET",
-        help=f"x264 preset, one of {', '.join(get_args(preset))} (default %(default)s: least CPU)",
-    )  # fmt: skip
-    p.add_argument(
-        "--crf", type=_model_type("crf"), default=fields["crf"].default,
-        help="x264 quality, 0-51, lower is better (default %(default)s)",
-    )  # fmt: skip
-    p.add_argument(
-        "--threads", type=_model_type("threads"), default=fields["threads"].default,
-        help="x264 threads (default %(default)s: 1080p30 keeps up)",
-    )  # fmt: skip
-    p.add_argument(
-        "--retry", type=_retry_seconds, default=5.0, metavar="SECONDS", help="retry after a write error"
-    )
-    return p
-
-
-def _model_type(field: str) -> Callable[[str], Any]:
-    """An argparse type for `field` of the topology's recorder model: the command line accepts
-    exactly what a topology file does (one definition of each bound), with argparse's error."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from framebus.config import RecorderSubscriber
-
-    adapter: TypeAdapter[Any] = TypeAdapter(RecorderSubscriber.model_fields[field].rebuild_annotation())
-
-    def convert(text: str) -> Any:
-        try:
-            return adapter.validate_python(text)
-        except ValidationError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc.errors()[0]['msg']}") from None
-
-    return convert
-
-
-def _retry_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds from 0 to 3600")
-    return value
-
-
-def options(args: argparse.Namespace) -> Options:
-    return Options(
-        stream=args.stream,
-        out=args.out,
-        segment_s=args.segment,
-        max_bytes=None if args.max_mb is None else int(args.max_mb * 1e6),
-        max_age_s=None if args.max_age_h is None else args.max_age_h * 3600,
-        events=args.events,
-        triggers=frozenset(args.trigger or ["motion"]),
-        pre_s=args.pre,
-        post_s=args.post,
-        preset=args.preset,
-        crf=args.crf,
-        threads=args.threads,
-        retry_s=args.retry,
-    )
+    """The command line, derived from RecorderSubscriber (its bounds are the topology's)."""
+    return RecorderSubscriber.parser(prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-record") -> int:
-    opts = options(parser(prog).parse_args(argv))
-    configure_logging()
+    return RecorderSubscriber.main(argv, prog)
+
+
+def record(opts: Options) -> int:
+    """Record until stopped."""
     stop = Stop().install()
     sub = subscribe(opts.stream, stop)
     if sub is None:

@@ -37,7 +37,7 @@ class Renderer:
             return self._imu_plot(array)
         if array.ndim == 2 and array.dtype.kind in "uif" and min(array.shape) >= 8:
             values = array.astype(np.float32)
-            low, high = float(values.min()), float(values.max())
+            low, high = float(np.min(values)), float(np.max(values))
             return ((values - low) * (255.0 / max(high - low, 1e-9))).astype(np.uint8)
         return _card([f"{'x'.join(map(str, array.shape))} {array.dtype}", "no picture for this shape"])
 

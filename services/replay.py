@@ -14,23 +14,24 @@ the file and skipped; the exit status is 1 only if no frame at all could be repl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 import framebus
+from framebus.config import Arg, Service, StreamName
 
-from .lifecycle import Stop, configure_logging
+from .lifecycle import Stop
 from .segments import RecordingError, SegmentFile, list_segments, read_sidecar
 
-__all__ = ["main"]
+__all__ = ["ReplaySubscriber", "main"]
 
 logger = logging.getLogger("framebus.replay")
 
@@ -250,20 +251,34 @@ def _survey(segments: list[SegmentFile]) -> tuple[int, int]:
     return frames, longest
 
 
+class ReplaySubscriber(Service):
+    """Publish a recording (the recorder's segments) as a stream again, at its recorded pace."""
+
+    kind: Literal["replay"]
+    publishes_fields: ClassVar[tuple[str, ...]] = ("publish",)
+    path: Annotated[Path, Arg(positional=True)] = Field(description="a recording directory, or one segment")
+    publish: Annotated[StreamName, Arg(flag="--as", metavar="NAME")] = Field(
+        description="the stream name to publish as"
+    )
+    stream: str | None = Field(
+        default=None, description="which recorded stream, if the directory holds several"
+    )
+    speed: float = Field(default=1.0, gt=0, le=1000, description="playback speed factor")
+    loop: bool = Field(default=False, description="start over at the end, until stopped")
+
+    def run(self) -> int:
+        return replay(self)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-replay") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("path", type=Path, help="a recording directory, or one segment")
-    parser.add_argument("--as", dest="name", required=True, help="the stream name to publish as")
-    parser.add_argument("--stream", help="which recorded stream, if the directory holds several")
-    parser.add_argument("--speed", type=float, default=1.0, help="playback speed factor (default 1)")
-    parser.add_argument("--loop", action="store_true", help="start over at the end, until stopped")
-    args = parser.parse_args(argv)
-    if not args.speed > 0:
-        parser.error("--speed must be above 0")
-    configure_logging()
+    return ReplaySubscriber.main(argv, prog)
+
+
+def replay(args: ReplaySubscriber) -> int:
+    """Replay until the end (or, with loop, until stopped)."""
     stop = Stop().install()
     segments = find_segments(args.path, args.stream)
-    replayer = Replayer(args.name, args.speed, stop)
+    replayer = Replayer(args.publish, args.speed, stop)
     try:
         while not stop:
             before = replayer.published

@@ -6,17 +6,20 @@ Needs a display and an OpenCV built with a GUI. The default install has neither
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Annotated, ClassVar, Literal
 
 import cv2
+from pydantic import Field
 
-from .lifecycle import Stop, configure_logging, frames, subscribe
+from framebus.config import Arg, RestartMode, Service, StreamName
+
+from .lifecycle import Stop, frames, subscribe
 from .render import Renderer
 
-__all__ = ["gui_problem", "main"]
+__all__ = ["ViewSubscriber", "gui_problem", "main"]
 
 EXIT_NO_GUI = 2
 _HOW = (
@@ -38,28 +41,41 @@ def gui_problem() -> str | None:
     return None
 
 
+class ViewSubscriber(Service):
+    """A stream in a local window (needs a display and a GUI-enabled OpenCV); q or Esc closes it."""
+
+    kind: Literal["view"]
+    reads_fields: ClassVar[tuple[str, ...]] = ("stream",)
+    stream: Annotated[StreamName, Arg(positional=True)] = Field(description="the stream to show")
+    restart: RestartMode = RestartMode.NEVER  # without a display, restarting cannot help
+
+    def run(self) -> int:
+        return show(self.stream)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-view") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("stream", help="the stream to show")
-    args = parser.parse_args(argv)
-    configure_logging()
+    return ViewSubscriber.main(argv, prog)
+
+
+def show(stream: str) -> int:
+    """Show `stream` until the window is closed or the process stopped."""
     problem = gui_problem()
     if problem is not None:
         print(f"view: cannot open a window: {problem}. To get one:\n{_HOW}", file=sys.stderr)
         return EXIT_NO_GUI
     stop = Stop().install()
-    sub = subscribe(args.stream, stop)
+    sub = subscribe(stream, stop)
     if sub is None:
         return 0
     renderer = Renderer()
     try:
-        cv2.namedWindow(args.stream, cv2.WINDOW_NORMAL)
+        cv2.namedWindow(stream, cv2.WINDOW_NORMAL)
         for frame in frames(sub, stop, idle_s=0.1):
             if frame is not None:
-                cv2.imshow(args.stream, renderer.render(frame.array))
+                cv2.imshow(stream, renderer.render(frame.array))
             if (
                 cv2.waitKey(1) & 0xFF in (ord("q"), 27)
-                or cv2.getWindowProperty(args.stream, cv2.WND_PROP_VISIBLE) < 1
+                or cv2.getWindowProperty(stream, cv2.WND_PROP_VISIBLE) < 1
             ):
                 break
     except cv2.error as exc:

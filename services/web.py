@@ -17,7 +17,6 @@ last one, so a slow viewer gets the newest frame when it is ready, never a queue
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -31,21 +30,22 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from aiohttp.typedefs import Handler
+from pydantic import Field, field_validator
 
 import framebus
+from framebus.config import Service, StreamName
 
-from .lifecycle import configure_logging
 from .render import Renderer
 from .webpage import INDEX_HTML
 
-__all__ = ["Feed", "Hub", "main"]
+__all__ = ["Feed", "Hub", "WebSubscriber", "main"]
 
 logger = logging.getLogger("framebus.web")
 
@@ -413,55 +413,59 @@ async def serve(host: str, port: int, hub: Hub) -> None:
         await runner.cleanup()
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
+
+
+class WebSubscriber(Service):
+    """Every stream in a browser: live view, fps, latency, snapshots (loopback unless told otherwise)."""
+
+    kind: Literal["web"]
+    reads_fields: ClassVar[tuple[str, ...]] = ("streams",)
+    listen: str = Field(
+        default="127.0.0.1:8080", description="HOST:PORT to serve on; 0.0.0.0:8080 exposes it"
+    )
+    streams: list[StreamName] = Field(
+        default_factory=list, description="serve only these (default: every stream)"
+    )
+    max_clients: int = Field(default=16, ge=1, le=1024, description="live views served at once")
+    quality: int = Field(default=80, ge=10, le=100, description="JPEG quality")
+    allow_hosts: list[HostName] = Field(
+        default_factory=list,
+        description="host names it may be reached by besides IP addresses, localhost and the box's name "
+        "(others get 403)",
+    )
+    idle_timeout_s: float = Field(
+        default=IDLE_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="close a live view that asks for no frame this long",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}")
+        return value
+
+    def run(self) -> int:
+        import uvloop
+
+        host, _, port = self.listen.rpartition(":")
+        host = host.strip("[]")
+        hosts = [*self.allow_hosts, host]
+        hub = Hub(self.quality, self.max_clients, self.streams, hosts=hosts, idle_timeout=self.idle_timeout_s)
+        try:
+            uvloop.run(serve(host, int(port), hub))
+        except OSError as exc:
+            print(f"web: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        return 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "framebus-web") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--listen",
-        type=parse_listen,
-        default=("127.0.0.1", 8080),
-        metavar="HOST:PORT",
-        help="address to serve on (default 127.0.0.1:8080; 0.0.0.0:8080 exposes it)",
-    )
-    parser.add_argument(
-        "--stream", action="append", default=[], help="serve only these streams (default: all)"
-    )
-    parser.add_argument("--max-clients", type=int, default=16, help="live views served at once (default 16)")
-    parser.add_argument("--quality", type=int, default=80, help="JPEG quality 10-100 (default 80)")
-    parser.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also accept requests to this host name (IP addresses, localhost and this machine's "
-        "name always are); others get 403",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=IDLE_TIMEOUT_S,
-        metavar="SECONDS",
-        help=f"close a live view that asks for no frame this long (default {IDLE_TIMEOUT_S:g})",
-    )
-    args = parser.parse_args(argv)
-    configure_logging()
-    import uvloop
-
-    host, port = args.listen
-    hosts = [*args.allow_host, host]
-    hub = Hub(args.quality, args.max_clients, args.stream, hosts=hosts, idle_timeout=args.idle_timeout)
-    try:
-        uvloop.run(serve(host, port, hub))
-    except OSError as exc:
-        print(f"web: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
+    return WebSubscriber.main(argv, prog)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,42 @@ def importer_survives_malformed_messages(prefix: str, port: int) -> None:
     finally:
         session.close()
         bridge.stop()
+
+
+def importer_leaves_a_local_writers_name(prefix: str, port: int) -> None:
+    """Issue 18 item 10: a local publisher of the import's name is killed; the bridge then starts
+    and frames arrive: it neither adopts nor takes over that stream, and the local publisher, back,
+    gets its name (no WriterBusy)."""
+    import os
+    import signal
+
+    source, imported = f"{prefix}.src", f"{prefix}.in"
+    local = os.fork()
+    if local == 0:  # the local publisher, killed after one frame
+        mine = framebus.Publisher(imported, (8, 8))
+        mine.publish(np.zeros((8, 8), np.uint8), {"by": "local"})
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(local, 0)
+    bridge = Bridge(
+        BridgeConfig(
+            name="loop", listen=[f"tcp/127.0.0.1:{port}"],
+            exports=[{"stream": source, "key": f"{prefix}/k"}],  # type: ignore[list-item]
+            imports=[{"key": f"{prefix}/k", "stream": imported}],  # type: ignore[list-item]
+        )
+    )  # fmt: skip
+    frame = np.zeros((120, 160), np.uint8)
+    with framebus.Publisher(source, frame.shape) as pub:
+        bridge.start()
+        try:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # frames arrive at the importer
+                pub.publish(frame)
+                time.sleep(0.02)
+            importer = next(s for s in bridge.stats() if s.direction == "import")
+            info = next(s for s in framebus.streams() if s.name == imported)
+            assert not info.writer_alive and importer.frames == 0, (info, importer)
+            assert importer.dropped > 0, "frames reached the importer"
+            with framebus.Publisher(imported, (8, 8)) as back:  # the local writer returns
+                back.publish(np.ones((8, 8), np.uint8))
+        finally:
+            bridge.stop()

@@ -7,6 +7,7 @@ Each scenario prints a line of figures the README quotes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -242,6 +243,71 @@ def analyzer_publish_when_full() -> None:
     print(f"analyzer: {text.count('cannot publish')} logged attempt(s), then published")
 
 
+def analyzer_events_when_full() -> None:
+    """Issue 18 item 3: the events file on a full disk (here the 2 MiB tmpfs): the analyzer keeps
+    running and detecting (stdout), logs the failure once, and writes its events again, with a
+    count of those it could not write, when space returns; no torn line is left in the file."""
+    import json
+    import subprocess
+    import tempfile
+
+    from _daemonproc import wait_until
+    from _feeds import Feeder
+    from framebus_services.events import EventFollower
+
+    name = unique_name("fulldisk")
+    folder = Path("/dev/shm/recordings")  # the shipped config keeps events.jsonl beside the videos
+    events, filler = folder / "events.jsonl", Path("/dev/shm/filler")
+    with tempfile.TemporaryDirectory() as logs, Feeder(name, (240, 320), "uint8", 30, _gray):
+        log, out = Path(logs) / "analyzer.log", Path(logs) / "stdout.jsonl"
+        with log.open("wb") as err, out.open("wb") as stdout:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "framebus_services.analyzer", name, "--health", "0.1",
+                 "--events", str(events)],
+                stdout=stdout, stderr=err,
+            )  # fmt: skip
+            try:
+                wait_until(lambda: events.exists() and events.stat().st_size > 0, 30, "the first events")
+                follower = EventFollower(events)
+                _fill(filler)
+                wait_until(lambda: "cannot write events" in log.read_text(), 30, "the failure logged")
+                printed = len(out.read_bytes().splitlines())
+                wait_until(lambda: len(out.read_bytes().splitlines()) > printed + 10, 30, "detection goes on")
+                assert proc.poll() is None, log.read_text()
+                stuck = events.stat().st_size
+                filler.unlink()
+                wait_until(lambda: "writing events to" in log.read_text(), 30, "writing again")
+                wait_until(lambda: events.stat().st_size > stuck + 200, 30, "events written again")
+                proc.terminate()
+                assert proc.wait(10) == 0, log.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+                filler.unlink(missing_ok=True)
+        text = log.read_text()
+        read = follower.poll()
+        follower.close()
+    assert "Traceback" not in text and text.count("cannot write events") == 1, text
+    lines = events.read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines), "no torn line"
+    assert read and {e["type"] for e in read} >= {"health"}
+    assert any(e.get("events_lost", 0) > 0 for e in read), "the count is in the events, once written"
+    print(next(line for line in text.splitlines() if "writing events to" in line))
+
+
+def _fill(path: Path) -> None:
+    """Fill the tmpfs to its last byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (1 << 16, 1 << 12, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * chunk)
+    finally:
+        os.close(fd)
+
+
 def _gray(i: int) -> tuple[np.ndarray[Any, Any], dict[str, Any], int | None]:
     return np.full((240, 320), 40 + i % 100, np.uint8), {}, None
 
@@ -255,6 +321,7 @@ SCENARIOS = {
         inodes_exhausted,
         daemon_reload_and_restart,
         analyzer_publish_when_full,
+        analyzer_events_when_full,
     )
 }
 

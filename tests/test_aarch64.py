@@ -15,6 +15,7 @@ under it would fail for qemu's sake.)
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -47,10 +48,12 @@ ARGUMENT = {
     # WAITERS += 1; fence; FUTEX_WAIT; WAITERS -= 1
     "cw_sleep": ["add", "fence", "add"],
     # ReadPort.take/wait, zero-copy: LATEST; hold = word; the slot's state (retry from LATEST);
-    # then the header and GEN (a takeover: rp_release_hold), relaxed statistics (count_read)
-    "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst", "load-acquire"],
-    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); GEN; statistics
-    "rp_copy": ["load-acquire", "fence", "load-acquire", "load-acquire"],
+    # then the header, the verdict (rp_verdict, not inlined), relaxed statistics (count_read)
+    "rp_pin": ["load-acquire", "store-seq-cst", "load-seq-cst"],
+    # copy: LATEST; the copies; fence; the slot's state (retry from LATEST); verdict; statistics
+    "rp_copy": ["load-acquire", "fence", "load-acquire"],
+    # the verdict on every read, right or wrong: GEN (a takeover: rp_release_hold)
+    "rp_verdict": ["load-acquire"],
     # the Frame of either: STALLED
     "rp_frame": ["load-acquire"],
     # seen = WAKE; LATEST newer? (then rp_pin or rp_copy, not inlined); WAITERS += 1; fence;
@@ -94,6 +97,10 @@ VARIANTS = {  # name: (compiler flags, what swap, add and a release CAS compile 
     ),
     # ARMv8.1 and later (Pi 5, Orin) with LSE inline
     "armv8.1-a": (["-march=armv8.1-a"], "swpal", "ldaddal", "casl"),
+    # with RCpc (Orin, Pi 5): GCC >= 13 compiles acquire loads to LDAPR, which an earlier STLR
+    # does not order, so a load the argument needs seq-cst (LDAR) shows here if it was weakened
+    # to acquire. (GCC 12 still emits LDAR: test_rcpc_shows_a_seq_cst_load_weakened says so.)
+    "armv8.2-a+rcpc": (["-march=armv8.2-a+rcpc"], "swpal", "ldaddal", "casl"),
 }
 # x86-64 (native compiler), where TSO loads and stores are plain moves: it shows what aarch64
 # cannot, a seq-cst store or fence weakened to release (both are STLR / DMB ISH on aarch64).
@@ -291,11 +298,20 @@ WEAKENED = [
         "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
         "__atomic_load_n(self->wake, __ATOMIC_RELAXED)",
     ),
-    ("rp_pin", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
-    ("rp_copy", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
+    ("rp_verdict", "self->gen, __ATOMIC_ACQUIRE", "self->gen, __ATOMIC_RELAXED"),
     ("rp_frame", "self->stalled, __ATOMIC_ACQUIRE", "self->stalled, __ATOMIC_RELAXED"),
     ("rp_release_hold", "__ATOMIC_RELEASE, __ATOMIC_RELAXED", "__ATOMIC_RELAXED, __ATOMIC_RELAXED"),
 ]
+
+
+def _mutant(tmp_path: Path, function: str, text: str, weaker: str) -> Path:
+    source = SOURCE.read_text()
+    start = source.index(f"\n{function}(")
+    end = source.index("\n}\n", start)
+    assert text in source[start:end]
+    mutant = tmp_path / "_atomic.c"
+    mutant.write_text(source[:start] + source[start:end].replace(text, weaker, 1) + source[end:])
+    return mutant
 
 
 SHOWN_IN = {"full_fence": "cw_publish", "stream_copy": "mod_copy_frame"}  # inlined functions
@@ -304,16 +320,43 @@ SHOWN_IN = {"full_fence": "cw_publish", "stream_copy": "mod_copy_frame"}  # inli
 @pytest.mark.parametrize("function, text, weaker", WEAKENED)
 def test_the_audit_catches_a_weakened_order(tmp_path: Path, function: str, text: str, weaker: str) -> None:
     cross, cc = _tool(CROSS), _tool("cc", "gcc")
-    source = SOURCE.read_text()
-    start = source.index(f"\n{function}(")
-    end = source.index("\n}\n", start)
-    assert text in source[start:end]
-    mutant = tmp_path / "_atomic.c"
-    mutant.write_text(source[:start] + source[start:end].replace(text, weaker, 1) + source[end:])
+    mutant = _mutant(tmp_path, function, text, weaker)
     found = mismatches(_assembly(mutant, cross, VARIANTS["armv8-a"][0]), _lowering("armv8-a"))
     found += mismatches(_assembly(mutant, cc, []), X86)
     shown_in = SHOWN_IN.get(function, function)
     assert any(line.startswith(f"{shown_in}:") for line in found), f"{function} with {weaker}"
+
+
+# Seq-cst loads weakened to acquire: LDAR either way, except where acquire loads become LDAPR.
+WEAKENED_TO_ACQUIRE = [
+    ("cw_load_sc", "__ATOMIC_SEQ_CST", "__ATOMIC_ACQUIRE"),
+    ("rp_pin", "8 * slot), __ATOMIC_SEQ_CST)", "8 * slot), __ATOMIC_ACQUIRE)"),
+    (
+        "cw_publish",
+        "__atomic_load_n(waiters, __ATOMIC_SEQ_CST)",
+        "__atomic_load_n(waiters, __ATOMIC_ACQUIRE)",
+    ),
+    (
+        "rp_wait",
+        "__atomic_load_n(self->wake, __ATOMIC_SEQ_CST)",
+        "__atomic_load_n(self->wake, __ATOMIC_ACQUIRE)",
+    ),
+]
+
+
+def test_rcpc_shows_a_seq_cst_load_weakened(tmp_path: Path) -> None:
+    """(test_source_orders_are_the_arguments catches these with any compiler.)"""
+    cross = _tool(CROSS)
+    flags = VARIANTS["armv8.2-a+rcpc"][0]
+    probe = tmp_path / "probe.c"
+    probe.write_text("unsigned long f(unsigned long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }\n")
+    if "ldapr" not in _assembly(probe, cross, flags):
+        pytest.skip(f"{cross} compiles acquire loads to LDAR even with +rcpc (GCC < 13)")
+    for function, text, weaker in WEAKENED_TO_ACQUIRE:
+        found = mismatches(
+            _assembly(_mutant(tmp_path, function, text, weaker), cross, flags), _lowering("armv8.2-a+rcpc")
+        )
+        assert any(line.startswith(f"{function}:") for line in found), f"{function} with {weaker}"
 
 
 def builtin_orders(source: str) -> dict[str, list[str]]:
@@ -369,8 +412,9 @@ def test_source_orders_are_the_arguments() -> None:
         # frames read, missed, last read time, hold start, last seq; a new window's bucket
         # reset and its epoch; the bucket's count
         "count_read": ["store_n relaxed"] * 8,
-        "rp_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst", "load_n acquire"],
-        "rp_copy": ["load_n acquire", "thread_fence seq_cst", "load_n acquire", "load_n acquire"],
+        "rp_pin": ["load_n acquire", "store_n seq_cst", "load_n seq_cst"],
+        "rp_copy": ["load_n acquire", "thread_fence seq_cst", "load_n acquire"],
+        "rp_verdict": ["load_n acquire"],
         "rp_wait": [
             "load_n seq_cst",
             "load_n acquire",
@@ -380,6 +424,94 @@ def test_source_orders_are_the_arguments() -> None:
         ],
         "rp_frame": ["load_n acquire"],
         "rp_release_hold": ["compare_exchange_n release relaxed"],
+    }
+
+
+# The Python side's control-word operations (_atomic.ControlWords: load is acquire, load_sc
+# seq-cst, store release, store_sc seq-cst, exchange and fetch_add seq-cst RMWs, fence seq-cst),
+# with the calls that order them against each other (the claim's hold re-scan, the reap's entry
+# lock), per function in source order, as the argument (_ring.py's docstring, ring.pml) needs.
+PYTHON_SOURCES = ["_ring.py", "_attachment.py"]
+WORD_OPERATIONS = {
+    "load",
+    "load_sc",
+    "store",
+    "store_sc",
+    "exchange",
+    "fetch_add",
+    "fence",
+    "futex_wake",
+    "publish",
+}
+ORDERING_CALLS = {"_held_slots", "abandon", "wake", "try_lock", "unlock"}
+
+
+def python_orders(source: str) -> dict[str, list[str]]:
+    """Each function's ControlWords operations (an attribute of `words`, called or bound to a
+    name) and ordering calls (name()), in source order."""
+    orders: dict[str, list[str]] = {}
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        ops = []
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", "")
+            if owner == "words" and node.attr in WORD_OPERATIONS:
+                ops.append((node.lineno, node.col_offset, node.attr))
+            elif node.attr in ORDERING_CALLS and owner in ("self", "segment"):
+                ops.append((node.lineno, node.col_offset, f"{node.attr}()"))
+        if ops:
+            orders[function.name] = [op for *_, op in sorted(ops)]
+    return orders
+
+
+def test_python_orders_are_the_arguments() -> None:
+    """As test_source_orders_are_the_arguments for C: an order weakened in Python (the claim's
+    hold re-scan as load, not load_sc: LDAR either way with GCC 12, not once acquire loads are
+    LDAPR) or a step moved fails here, whatever the compiler."""
+    orders = {}
+    for name in PYTHON_SOURCES:
+        orders.update(python_orders((ROOT / "framebus" / name).read_text()))
+    assert orders == {
+        # unpublish; GEN; fence; writer state, LATEST, STALLED; every slot EMPTY; live; wake; publish
+        "open_stream": [
+            "store",
+            "fetch_add",
+            "fence",
+            "store",
+            "store",
+            "store",
+            "abandon()",
+            "store",
+            "wake()",
+            "store",
+        ],
+        "generation": ["load"],
+        "close_stream": ["store", "wake()"],
+        "set_stalled": ["store", "wake()"],
+        "stalled": ["load"],
+        "writer_alive": ["load"],
+        "closed_by_writer": ["load"],
+        "holding": ["load"],
+        "claim": ["_held_slots()"],
+        # COPY_READERS; WRITING (seq-cst); the holds re-scanned (seq-cst); put back; or fence
+        "_try_claim": ["load", "exchange", "_held_slots()", "store", "fence"],
+        "commit": ["publish"],
+        "abandon": ["store"],
+        "wake": ["fetch_add", "load_sc", "futex_wake"],
+        "_held_slots": ["load_sc"],
+        # the hold (seq-cst), the entry's lock, the hold cleared (seq-cst), unlocked
+        "_reap_dead_holders": ["load_sc", "try_lock()", "store_sc", "unlock()"],
+        "add_reader": ["store_sc", "fetch_add"],
+        "remove_reader": ["fetch_add"],
+        "latest_word": ["load"],
+        "unpin": ["store"],
+        "corrupt": ["load"],
+        # (re-checking) fence; the magic (acquire: the header before it); GEN
+        "_check_published": ["fence", "load", "load"],
+        "_claim_entry": ["try_lock()"],
     }
 
 

@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import stat
+import sys
 import threading
 import time
 
@@ -22,9 +23,11 @@ SHAPE = (48, 64, 3)
 
 def test_public_names_are_pinned() -> None:
     assert sorted(framebus.__all__) == [
-        "ConfigError", "Frame", "FramebusError", "Publisher", "SegmentCorrupt", "SegmentForeign",
-        "SharedMemoryFull", "StreamInfo", "StreamNotFound", "Subscriber", "SubscriberInfo",
-        "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone", "ring_bytes", "streams",
+        "ConfigError", "Frame", "FramebusError", "Headline", "InvalidStreamName", "MIB", "NotOwner",
+        "Packet", "PacketPublisher", "PacketSubscriber", "Publisher", "STREAM_STATES", "SegmentCorrupt",
+        "SegmentForeign", "SharedMemoryFull", "StreamInfo", "StreamKindMismatch", "StreamNotFound",
+        "Subscriber", "SubscriberInfo", "TooManySubscribers", "VideoCapture", "WriterBusy", "WriterGone",
+        "configure_logging", "ring_bytes", "streams", "subscriber_figures",
     ]  # fmt: skip
     for exported in framebus.__all__:
         obj = getattr(framebus, exported)
@@ -337,6 +340,30 @@ def test_closed_writer_ends_wait_with_writer_gone(name: str) -> None:
             again.publish(np.ones((2, 2), np.float32))
             frame = sub.wait(timeout=5)
             assert frame.array.shape == (2, 2) and frame.seq == 1 and not frame.stale
+
+
+def test_a_deadline_passing_before_the_reattach_sleep_is_a_timeout(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded box the deadline can pass between wait()'s timeout check and its sleep while no
+    writer exists: TimeoutError, not time.sleep's ValueError (seen in a CI run on CPython 3.13)."""
+    import framebus._subscriber as subscriber_module
+
+    pub = framebus.Publisher(name, SHAPE)
+    with framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        assert sub.wait(timeout=5).seq == 1
+        pub.close()
+        with pytest.raises(framebus.WriterGone):
+            sub.wait(timeout=5)
+        real = subscriber_module._remaining
+
+        def late_in_wait(deadline: float | None) -> float:  # wait()'s own reading: 1 s late
+            return real(deadline) - (sys._getframe(1).f_code.co_name == "wait")
+
+        monkeypatch.setattr(subscriber_module, "_remaining", late_in_wait)
+        with pytest.raises(TimeoutError):
+            sub.wait(timeout=0.2)
 
 
 def test_video_capture_drop_in(name: str) -> None:

@@ -41,3 +41,10 @@ def test_a_case_of_several_streams_joins_each_subscriber_to_its_own_stream() -> 
     assert result["missed_pct"] < 50  # a subscriber joined to the other stream's seqs would miss ~all
     assert 0 < result["lat_p50"] < 1e6  # latencies from the wrong stream's stamps would be off by ms
     assert 0 < result["total_cpu_pct"] < 200  # 2 cores at most
+
+
+def test_the_packet_cost_benchmark_runs_and_reads_what_it_publishes() -> None:
+    from benchmarks import packet_costs
+
+    result = packet_costs.measure(size=50_000, blocks=1)
+    assert all(result[key] > 0 for key in ("memcpy_in_us", "memcpy_out_us", "publish_us", "read_us"))

@@ -468,6 +468,13 @@ def test_malformed_messages_from_a_peer_are_counted_and_dropped_not_fatal() -> N
         join_ok(start(importer_survives_malformed_messages, unique_name("evil"), free_port()))
 
 
+def test_the_importer_leaves_a_dead_local_writers_name_alone() -> None:
+    from _bridge_workers import importer_leaves_a_local_writers_name
+
+    with children() as start:
+        join_ok(start(importer_leaves_a_local_writers_name, unique_name("own"), free_port()))
+
+
 def test_the_bridge_is_a_front_end_of_the_public_api() -> None:
     for path in (REPO / "framebus" / "bridge").glob("*.py"):
         assert not re.search(r"from \.\._|framebus\._", path.read_text()), (

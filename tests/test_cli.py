@@ -241,3 +241,32 @@ def test_daemon_reads_a_relative_video_path_from_the_config_folder(tmp_path: Pat
         wait_until(lambda: any(s.name == name and s.published for s in framebus.streams()), 15, "frames")
         code, _ = daemon.stop()
         assert code == 0, daemon.output()
+
+
+def test_subscribers_paths_are_relative_to_the_config_folder_too(tmp_path: Path) -> None:
+    """Issue 18: one rule for relative paths: a recorder's `out:` and the `events:` files mean the
+    config's folder, for `framebus run` started anywhere and `framebus subscriber` under systemd."""
+    from framebus.config import load_config
+    from framebus_services.analyzer import AnalyzerSubscriber
+    from framebus_services.recorder import RecorderSubscriber
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    config = write_config(folder / "t.yaml", {
+        "streams": [{"name": "cam", "source": {"kind": "synthetic"}, "width": 64, "height": 24}],
+        "subscribers": [
+            {"kind": "analyzer", "name": "an", "stream": "cam", "events": "recordings/events.jsonl"},
+            {"kind": "recorder", "name": "rec", "stream": "cam", "out": "recordings",
+             "events": "recordings/events.jsonl"},
+            {"kind": "recorder", "name": "abs", "stream": "cam", "out": str(tmp_path / "elsewhere")},
+        ],
+    })  # fmt: skip
+    analyzer, recorder, absolute = load_config(config).subscribers  # (pytest runs in REPO)
+    assert isinstance(analyzer, AnalyzerSubscriber) and isinstance(recorder, RecorderSubscriber)
+    assert isinstance(absolute, RecorderSubscriber)
+    events = folder / "recordings" / "events.jsonl"
+    assert analyzer.events == events and recorder.events == events
+    assert recorder.out == folder / "recordings" and absolute.out == tmp_path / "elsewhere"
+    argv = recorder.argv()
+    assert argv[argv.index("--out") + 1] == str(folder / "recordings")
+    assert argv[argv.index("--events") + 1] == str(events)

@@ -320,7 +320,8 @@ def test_shipped_configs_are_valid(name: str) -> None:
 
 
 def test_shipped_subscriber_kinds_run_their_service_and_name_their_streams() -> None:
-    from framebus.config import AnalyzerSubscriber, RecorderSubscriber
+    from framebus_services.analyzer import AnalyzerSubscriber
+    from framebus_services.recorder import RecorderSubscriber
 
     text = """
 streams:

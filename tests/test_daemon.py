@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,24 @@ def test_notifier_abstract_socket() -> None:
         server.settimeout(2)
         assert server.recv(100) == b"READY=1\nSTATUS=ok"
         notifier.close()
+
+
+def test_notifier_never_blocks_on_a_full_queue() -> None:
+    """A notify socket nobody drains (a stalled systemd, a test's fake) must not stall the daemon."""
+    address = f"framebus-test-full-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + address)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + address})
+        sent: list[bool] = []
+        sender = threading.Thread(target=lambda: sent.extend(notifier.notify("STATUS=x") for _ in range(500)))
+        sender.start()
+        sender.join(timeout=30)
+        done = not sender.is_alive()
+        server.close()  # a sender still blocked gets an error now, so the thread always ends
+        sender.join(timeout=30)
+        notifier.close()
+        assert done, "notify() blocked on a full socket queue"
+        assert sent[0] and not all(sent)
 
 
 def test_watchdog_interval_is_for_this_process_only() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -97,19 +98,20 @@ def test_release_clears_the_hold_and_wait_leaves_no_waiter_behind(name: str) -> 
 
 
 def test_latest_and_release_do_not_wait_for_a_sleeping_wait(name: str) -> None:
-    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
-        pub.publish(tagged_frame(SHAPE, 1))
+    async def main(pub: framebus.Publisher, sub: framebus.Subscriber) -> None:
         first = sub.latest()
         assert first is not None
-        waiter = threading.Thread(target=sub.wait, kwargs={"timeout": 10})
-        waiter.start()
-        time.sleep(0.1)  # the waiter is asleep in the kernel now
+        waiter = asyncio.ensure_future(sub.wait_async(timeout=10))  # sleeps in a helper thread
+        await asyncio.sleep(0.1)  # the waiter is asleep in the kernel now
         assert sub.latest() is first  # returns although wait() is still sleeping
         first.release()
-        assert waiter.is_alive()
+        assert not waiter.done()
         pub.publish(tagged_frame(SHAPE, 2))
-        waiter.join(10)
-        assert not waiter.is_alive()
+        assert (await asyncio.wait_for(waiter, 10)).seq == 2
+
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name) as sub:
+        pub.publish(tagged_frame(SHAPE, 1))
+        asyncio.run(main(pub, sub))
 
 
 def test_the_writer_reuses_the_released_slot_unless_copy_readers_need_time(name: str) -> None:

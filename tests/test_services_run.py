@@ -33,7 +33,7 @@ def test_simulated_config_runs_every_service(tmp_path: Path) -> None:
             sub["listen"] = f"127.0.0.1:{web_port}"
     data["subscribers"].append({"kind": "view", "name": "window", "stream": f"{prefix}.sim.video"})
     config = write_config(tmp_path / "sim.yaml", data)
-    recordings = tmp_path / "recordings"  # the config's relative paths, from where `framebus run` starts
+    recordings = tmp_path / "recordings"  # the config's relative paths: from its folder
     with running(["run", str(config)], tmp_path, cwd=tmp_path) as run:
         wait_until(
             lambda: _listed(web_port, f"{prefix}.sim.video.motion"),

@@ -131,3 +131,27 @@ def _regenerate() -> None:
 
 if __name__ == "__main__":
     _regenerate()
+
+
+def test_a_program_the_hardening_hides_is_named_and_the_template_step_always_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: a venv under /tmp or /home cannot run under PrivateTmp=/ProtectHome=: said, with
+    the setting; and the dry run's next steps include enabling the subscriber template."""
+    script = tmp_path / "venv" / "bin" / "framebus"  # (pytest's tmp_path is under /tmp)
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/home/someone/venv/bin/python\n")
+    assert main(["install-systemd", "--dry-run", "--prefix", str(tmp_path / "root"),
+                 "--executable", str(script)]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert (
+        f"the framebus program, {script}, is under /tmp, which the units' PrivateTmp=yes hides"
+        in captured.err
+    )
+    assert "its Python, /home/someone/venv/bin/python, is under /home, which the units' ProtectHome=yes" \
+        in captured.err  # fmt: skip
+    steps = [line.strip() for line in captured.out.splitlines() if line.startswith("  ")]
+    assert "enable framebus-subscriber@NAME.service   (once per subscriber NAME" in steps[-1], steps
+    assert main(["install-systemd", "--dry-run", "--prefix", str(tmp_path / "root"),
+                 "--executable", "/opt/framebus/bin/framebus"]) == 0  # fmt: skip
+    assert "warning" not in capsys.readouterr().err

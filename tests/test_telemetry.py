@@ -85,3 +85,56 @@ def test_a_reader_that_has_not_read_is_behind_only_by_what_came_after_it_attache
             (info,) = [s for s in framebus.streams() if s.name == name]
             (reader,) = info.subscribers
             assert (reader.frames_read, reader.behind, reader.latency_p99_s) == (0, 1, None)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_sampler_is_listed_but_does_not_make_the_stream_look_slow(name: str, declared: bool) -> None:
+    """A reader that samples on purpose (the shipped rates service: one frame a second) lags and
+    reads old frames by design; the stream's figures (top, stat, /metrics) leave it out. An
+    undeclared slow reader does count: the figures are the slowest subscriber's."""
+    with framebus.Publisher(name, SHAPE) as pub, framebus.Subscriber(name, copy=True) as fast:
+        with framebus.Subscriber(name, copy=True, sampler=declared) as slow:
+            old = time.monotonic_ns() - int(SLOW * 1e9)
+            pub.publish(tagged_frame(SHAPE, 1), timestamp_ns=old)
+            assert slow.latest() is not None  # one frame, SLOW old, then no more
+            for seq in range(2, 12):
+                pub.publish(tagged_frame(SHAPE, seq), timestamp_ns=time.monotonic_ns() - int(FAST * 1e9))
+                assert fast.latest() is not None
+            (info,) = [s for s in framebus.streams() if s.name == name]
+    readers = {sub.sampler: sub for sub in info.subscribers}
+    assert sorted(readers) == ([False, True] if declared else [False])
+    lagging = max(info.subscribers, key=lambda sub: sub.behind)
+    assert (lagging.behind, lagging.sampler) == (10, declared)  # listed with its own figures
+    head = info.headline()
+    assert head.latency_p99_s is not None
+    if declared:
+        assert (head.behind, head.frames_missed) == (0, 0)
+        assert head.latency_p99_s < SLOW * 0.85
+    else:
+        assert head.behind == 10 and head.latency_p99_s > SLOW * 0.85
+    assert info.to_dict()["headline"]["behind"] == head.behind
+
+
+def test_the_reader_stats_decoder_reads_the_words_the_layout_names() -> None:
+    """ReaderStats' words, in order, are the entry's READER_<NAME> offsets (C pins the same
+    offsets through _atomic.LAYOUT above), so a decoded figure is the word its name says."""
+    from dataclasses import fields
+
+    words = [f.name for f in fields(_layout.ReaderStats) if f.name != "latency_counts"]
+    offsets = [getattr(_layout, f"READER_{word.upper()}") for word in words]
+    assert offsets == [_layout.READER_PID + 8 * i for i in range(len(words))]
+
+
+def test_every_declared_subscriber_statistic_reaches_metrics_and_json() -> None:
+    """A statistic declared once on SubscriberInfo is in /metrics and in ls/stat --json."""
+    from framebus.daemon.metrics import _shared_memory_metrics, metric_name
+
+    values = {f.name: 1.5 if f.metadata["unit"] == "s" else 3 for f in framebus.subscriber_figures()}
+    sub = framebus.SubscriberInfo(entry=0, pid=1, mode="view", **values)
+    info = framebus.StreamInfo("s", writer_alive=True, published=1, subscribers=[sub])
+    families = {m.name: m for m in _shared_memory_metrics([info], {})}
+    for figure in framebus.subscriber_figures():
+        family = metric_name(figure)
+        assert family in families and families[family].samples, figure.name
+        assert figure.metadata["help"] == families[family].documentation
+        assert info.to_dict()["subscribers"][0][figure.name] == values[figure.name]

@@ -62,12 +62,12 @@ def test_wait_timeout_and_close_from_another_thread(name: str) -> None:
 
     with framebus.Publisher(name, SHAPE):
         sub = framebus.Subscriber(name)
-        with pytest.raises(TimeoutError, match="no new frame"):
-            sub.wait(timeout=0.05)
         errors: list[BaseException] = []
 
-        def blocked() -> None:
+        def blocked() -> None:  # (the thread that reads owns the subscriber; close() may come from any)
             try:
+                with pytest.raises(TimeoutError, match="no new frame"):
+                    sub.wait(timeout=0.05)
                 sub.wait()
             except framebus.FramebusError as exc:
                 errors.append(exc)

@@ -10,6 +10,13 @@ A bridge that was killed leaves its imported streams behind with a dead writer. 
 importer adopts such a stream at once (same shape, marked stalled) rather than at the remote's
 first frame, so its readers re-attach and its segment is removed at stop even if the remote
 never speaks again.
+
+Who owns a name: a local writer owns the streams it creates, even after it died; a bridge owns
+the streams it imports. ``framebus check`` refuses an import into a name its config captures or
+has a subscriber publish; at run time the importer never takes over a dead stream that a local
+writer left (its last frame has no ``origin_seq``, which every imported frame carries): it says
+so and waits, so the local writer gets its name back when it returns. ``framebus doctor --fix``
+removes such a segment, handing the name to the bridge.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 import numpy as np
 import zenoh
 
-from .. import FramebusError, Publisher, streams
+from .. import FramebusError, Publisher, Subscriber, streams
 from ..config import BridgeImport
 from ._codec import decode
 from ._wire import Header, WireError
@@ -32,6 +39,7 @@ __all__ = ["Importer"]
 logger = logging.getLogger(__name__)
 _CHECK_S = 0.25  # longest sleep before checking for stop and for a silent remote
 _META_MIN = 4096  # bytes of metadata room in the local stream (the core's default)
+_OWNER_CHECK_S = 1.0  # while a local writer's dead stream holds our name, look again this often
 
 
 class Importer:
@@ -50,6 +58,8 @@ class Importer:
         self._last_rx = time.monotonic()
         self._last_link_seq = 0
         self._rejected_logged = False
+        self._refused: str | None = None  # why the name is not ours now (a local writer's stream)
+        self._owner_checked = -float("inf")  # time.monotonic() of the last ownership check
         self.received = 0  # frames published locally
         self.dropped = 0  # remote frames that never made it: lost on the link, or replaced here
         self.rejected = 0  # messages that were not valid frames
@@ -102,6 +112,9 @@ class Importer:
         now_wall, now = time.time_ns(), time.monotonic_ns()
         transit = max(0, now_wall - header.send_wall_ns)  # needs synced clocks across hosts; see _wire
         timestamp = max(0, now - header.age_ns - transit)
+        if self._publisher is None and not self._ours():
+            self.dropped += 1
+            return
         try:
             publisher = self._publisher_for(header, len(header.meta) + 64)
             publisher.publish(array, meta, timestamp, wall_time_ns=max(0, header.wall_time_ns))
@@ -138,11 +151,27 @@ class Importer:
         self._stalled = False
         return self._publisher
 
+    def _ours(self) -> bool:
+        """Whether the name may be taken: not while a dead local writer's stream holds it (looked
+        at again at most once per _OWNER_CHECK_S; said once per refusal)."""
+        now = time.monotonic()
+        if now - self._owner_checked < _OWNER_CHECK_S:
+            return self._refused is None
+        self._owner_checked = now
+        refused = _local_writers(self.config.stream)
+        if refused is not None and refused != self._refused:
+            logger.error("import %s: not importing into %s; remove it with `framebus doctor --fix` to "
+                         "hand the name to this bridge", self.config.key, refused)  # fmt: skip
+        elif refused is None and self._refused is not None:
+            logger.info("import %s: %r is free again; importing", self.config.key, self.config.stream)
+        self._refused = refused
+        return refused is None
+
     def _adopt_dead_stream(self) -> None:
         """Take over a stream of our name whose writer died (a killed bridge's), marked stalled."""
         name = self.config.stream
         old = next((s for s in streams() if s.name == name), None)
-        if old is None or old.error is not None or old.writer_alive:
+        if old is None or old.error is not None or old.writer_alive or not self._ours():
             return
         try:
             self._publisher = Publisher(
@@ -181,3 +210,20 @@ class Importer:
         level = logging.DEBUG if self._rejected_logged else logging.WARNING
         self._rejected_logged = True
         logger.log(level, "import %s: frame rejected: %s", self.config.key, exc)
+
+
+def _local_writers(name: str) -> str | None:
+    """Why stream `name` belongs to a local writer that died (its last frame was not imported:
+    no ``origin_seq``), or None if a bridge may take it (absent, empty, imported, or live: a
+    live writer's name is refused by the core itself, WriterBusy)."""
+    old = next((s for s in streams() if s.name == name), None)
+    if old is None or old.error is not None or old.writer_alive:
+        return None
+    try:
+        with Subscriber(name, copy=True) as sub:
+            frame = sub.latest()
+    except (FramebusError, TimeoutError):
+        return None
+    if frame is None or "origin_seq" in frame.meta:
+        return None
+    return f"{name!r}: its dead writer (pid {old.writer_pid}) was a local publisher, not a bridge"

@@ -11,39 +11,37 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from .._errors import ConfigError, FramebusError
+from .. import ConfigError, FramebusError, __version__, configure_logging
 from . import (
-    analyze,
     bridge,
     check,
     doctor,
     install_systemd,
     ls,
-    record,
-    replay,
+    run,
     schema,
-    serve,
+    services,
     stat,
     subscriber,
     top,
-    view,
-    web,
 )
 from ._exit import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
-from ._logging import configure_logging
 
 __all__ = ["main"]
 
-# Each adds its subcommands, in this order, to --help: running, then the shipped subscribers
-# and the bridge, then the operator's tools.
-_COMMANDS = (serve, subscriber, check, schema, record, replay, analyze, web, view, bridge, ls, top,
-             stat, doctor, install_systemd)  # fmt: skip
+# Each adds its subcommands, in this order, to --help: running, then the service kinds (one
+# subcommand each, from the registry) and the bridge, then the operator's tools.
+_COMMANDS = (run, subscriber, check, schema, services, bridge, ls, top, stat, doctor, install_systemd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``framebus`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(with_services=False)  # `framebus ls` does not import the services to start
+    command = _command(argv)
+    if command not in parser.get_default("commands"):
+        parser = _parser(with_services=True, command=command)
+    args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
         return int(args.handler(args))
@@ -60,7 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def _parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names (its first word that is no option), if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser(*, with_services: bool = True, command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framebus", description="Latest-frame shared-memory bus.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -68,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         help="least severe log messages shown (default: info)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in _COMMANDS:
-        command.register(commands)
+    parser.set_defaults(commands=commands.choices)  # the names, for main() to tell what is a service
+    for module in _COMMANDS:
+        if module is services and with_services:
+            services.register(commands, command)
+        elif module is not services:
+            module.register(commands)
     return parser

@@ -1,5 +1,8 @@
 """What `top` and `stat` show, computed from framebus.streams() alone (no daemon needed).
 
+A stream's state and its own figures are StreamInfo.state and StreamInfo.headline(); here are
+what only a live view needs: read rates between two snapshots and a subscriber's state.
+
 A snapshot is one streams() call; two snapshots a known time apart give each subscriber's read
 rate (its frames_read counter moved by so much). Subscribers are told apart by their reader
 entry and pid, so a restarted subscriber that took the same entry starts afresh.
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import StreamInfo, SubscriberInfo, streams
 
-__all__ = ["Snapshot", "fmt_seconds", "stream_latency", "stream_state", "subscriber_state"]
+__all__ = ["Snapshot", "fmt_seconds", "subscriber_state"]
 
 _IDLE_AFTER_S = 1.0  # a subscriber that took no frame for this long (while frames flow) is idle
 _HOLD_LONG_S = 1.0  # a zero-copy frame held this long is worth pointing out
@@ -51,35 +54,17 @@ def _key(stream: str, sub: SubscriberInfo) -> tuple[str, int, int]:
     return (stream, sub.entry, sub.pid)
 
 
-def stream_state(info: StreamInfo) -> str:
-    """live, stalled (the source fails; the last frame is stale), gone (no live writer), unreadable."""
-    if info.error:
-        return "unreadable"
-    if not info.writer_alive:
-        return "gone"
-    if info.stalled:
-        return "stalled"
-    return "live" if info.published else "starting"
-
-
 def subscriber_state(stream: StreamInfo, sub: SubscriberInfo) -> str:
     """reading, holding (a zero-copy frame for over a second), idle (frames flow, it takes none), waiting."""
     if sub.holding_s is not None and sub.holding_s >= _HOLD_LONG_S:
         return "holding"
     if sub.last_read_age_s is None:
         return "waiting"
-    flowing = stream.fps > 0 and stream_state(stream) == "live"
+    flowing = stream.fps > 0 and stream.state == "live"
     idle_after = max(_IDLE_AFTER_S, 3 / stream.fps) if stream.fps else _IDLE_AFTER_S
     if flowing and sub.last_read_age_s > idle_after:
         return "idle"
     return "reading"
-
-
-def stream_latency(info: StreamInfo) -> tuple[float | None, float | None]:
-    """The stream's capture-to-read latency (p50, p99): its slowest subscriber's (None without reads)."""
-    p50s = [s.latency_p50_s for s in info.subscribers if s.latency_p50_s is not None]
-    p99s = [s.latency_p99_s for s in info.subscribers if s.latency_p99_s is not None]
-    return (max(p50s) if p50s else None, max(p99s) if p99s else None)
 
 
 def fmt_seconds(value: float | None) -> str:

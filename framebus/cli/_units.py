@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import PurePosixPath
 
-from .._errors import ConfigError
+from .. import ConfigError
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_EXECUTABLE", "DEFAULT_USER", "UnitFile", "render_units"]
 

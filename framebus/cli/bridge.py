@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError, FramebusError
+from .. import ConfigError, FramebusError
 from ._args import Commands, add_config_argument
 from ._exit import EXIT_FAILURE, EXIT_OK
 

@@ -2,9 +2,10 @@
 
 Looks at every segment in /dev/shm (dead writers' leftovers, modes, who may read them) and, with a
 config, at what it asks for (the /dev/shm budget, groups, a daemon writing its streams, the
-daemon's HTTP API and subscribers restarting in a loop). `--fix` only does what cannot hurt a
-live process: it removes segments whose writer is dead (under the same lock protocol a new
-writer uses) and takes world access away from our own segments.
+daemon's HTTP API and subscribers restarting in a loop), and always for subscribers left running
+by a `framebus run` that died. `--fix` only does what cannot hurt a live process: it removes
+segments whose writer is dead (under the same lock protocol a new writer uses) and takes world
+access away from our own segments.
 """
 
 from __future__ import annotations
@@ -15,29 +16,24 @@ import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .. import streams
-from .._errors import ConfigError, FramebusError, SegmentCorrupt, SegmentForeign
-from .._layout import DESCRIPTION_SIZE, MAGIC, VERSION, WRITER_LOCK_BYTE, Layout
+from .. import MIB, ConfigError, FramebusError, SegmentCorrupt, SegmentForeign, streams
+from .._layout import DESCRIPTION_SIZE, MAGIC, VERSION, WRITER_LOCK_BYTE, Layout, magic_and_version
 from .._names import SHM_DIR, SHM_PREFIX, listed_names, printable_name, shm_path, validate_name
 from .._segment import Removal, Segment, remove_if_dead
 from ._args import Commands
 from ._exit import EXIT_FAILURE, EXIT_OK
 from ._units import DEFAULT_CONFIG
 
-_MAGIC_VERSION = struct.Struct("<4sH")  # the first two fields of every framebus layout version
-
 __all__ = ["register"]
 
 _LOOPING_RESTARTS = 3  # a subscriber restarted this often is reported as restarting in a loop
 _HTTP_TIMEOUT_S = 2.0
-_MIB = 2**20
 
 
 def register(commands: Commands) -> None:
@@ -75,6 +71,7 @@ def _doctor(args: argparse.Namespace) -> int:
     for name in listed_names():
         if not args.streams or name in args.streams:
             _check_segment(report, name, args.fix)
+    _check_orphans(report)
     path = args.config or (DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None)
     if path is not None:
         _check_config(report, path)
@@ -85,9 +82,22 @@ def _doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_orphans(report: _Report) -> None:
+    """Subscribers (and bridges) whose `framebus run` or daemon died and left them running."""
+    from ..daemon.orphans import find_children
+
+    for child in find_children():
+        if child.orphaned:
+            report.say(
+                "problem",
+                f"{child.describe()}, runs unsupervised ({child.config}): `kill {child.pid}`; "
+                "`framebus run` on that config stops it too",
+            )
+
+
 def _check_shm(report: _Report) -> None:
     vfs = os.statvfs(SHM_DIR)
-    free, total = vfs.f_bavail * vfs.f_frsize / _MIB, vfs.f_blocks * vfs.f_frsize / _MIB
+    free, total = vfs.f_bavail * vfs.f_frsize / MIB, vfs.f_blocks * vfs.f_frsize / MIB
     report.say("ok", f"{SHM_DIR}: {free:.0f} MiB free of {total:.0f} MiB")
 
 
@@ -150,7 +160,7 @@ def _check_header(segment: Segment) -> None:
     """
     size = os.fstat(segment.fd).st_size
     raw = os.pread(segment.fd, DESCRIPTION_SIZE, 0).ljust(DESCRIPTION_SIZE, b"\0")
-    magic, version = _MAGIC_VERSION.unpack_from(raw)
+    magic, version = magic_and_version(raw)
     if magic == MAGIC and version != VERSION:
         return
     Layout.read_description(memoryview(raw), size, segment.name)
@@ -171,7 +181,7 @@ def _world_access(report: _Report, path: str, st: os.stat_result, fix: bool) -> 
 
 
 def _stale(report: _Report, name: str, st: os.stat_result, fix: bool) -> None:
-    what = f"stream {name!r}: segment of a dead writer ({st.st_size / _MIB:.1f} MiB, {_owner(st)})"
+    what = f"stream {name!r}: segment of a dead writer ({st.st_size / MIB:.1f} MiB, {_owner(st)})"
     if not fix:
         report.say("problem", f"{what}; `framebus doctor --fix` removes it")
         return

@@ -12,9 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._errors import ConfigError
+from .. import ConfigError
 from ._args import Commands
-from ._exit import EXIT_OK
+from ._exit import EXIT_FAILURE, EXIT_OK
 from ._units import DEFAULT_CONFIG, DEFAULT_USER, UnitFile, render_units
 
 __all__ = ["find_executable", "register"]
@@ -60,19 +60,68 @@ def find_executable() -> str:
 
 
 def _install(args: argparse.Namespace) -> int:
-    files = render_units(args.executable or find_executable(), args.config, args.user)
+    executable = args.executable or find_executable()
+    files = render_units(executable, args.config, args.user)
+    for warning in _hidden_from_units(files, executable, own=args.executable is None):
+        print(f"warning: {warning}", file=sys.stderr)
     root = Path(args.prefix)
     for unit in files:
         target = root / unit.path
         if args.dry_run:
             print(f"### {target}\n{unit.text}")
         else:
-            print(f"{_write(target, unit)} {target}")
+            try:
+                print(f"{_write(target, unit)} {target}")
+            except OSError as exc:  # (a read-only or missing --prefix, not root, a full disk)
+                print(f"framebus: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_FAILURE
     local_config = root / args.config.lstrip("/")
     if not local_config.is_file():
         print(f"note: no config at {local_config} yet: put your topology there (e.g. config/simulated.yaml)")
     _print_next_steps(files, args.prefix, _subscriber_names(local_config))
     return EXIT_OK
+
+
+# What the units' hardening hides from the service: a program (or its Python) there cannot start.
+_HIDDEN = {
+    "ProtectHome=yes": ("/home", "/root", "/run/user"),
+    "PrivateTmp=yes": ("/tmp", "/var/tmp"),
+}
+
+
+def _hidden_from_units(files: list[UnitFile], executable: str, *, own: bool) -> list[str]:
+    """Why the units could not run `executable`: it, its interpreter or (`own`: this installation)
+    the framebus package lies in a folder a setting of the units hides."""
+    settings = [s for s in _HIDDEN if any(s in f.text.splitlines() for f in files)]
+    paths = {"the framebus program": executable}
+    interpreter = _interpreter(executable)
+    if interpreter:
+        paths["its Python"] = interpreter
+    if own:
+        paths["the framebus package"] = str(Path(__file__).resolve().parent.parent)
+    problems = []
+    for what, path in paths.items():
+        real = os.path.realpath(path)
+        for setting in settings:
+            hidden = next((d for d in _HIDDEN[setting] if real == d or real.startswith(d + "/")), None)
+            if hidden is not None:
+                shown = path if real == path else f"{path} (really {real})"
+                problems.append(
+                    f"{what}, {shown}, is under {hidden}, which the units' {setting} hides from the "
+                    "service: it would not start; install into a venv outside it, e.g. /opt/framebus"
+                )
+    return problems
+
+
+def _interpreter(executable: str) -> str | None:
+    """The interpreter named on the script's #! line, if it has one."""
+    try:
+        with open(executable, "rb") as file:
+            first = file.readline(4096)
+    except OSError:
+        return None
+    words = first[2:].split() if first.startswith(b"#!") else []
+    return os.fsdecode(words[0]) if words else None
 
 
 def _write(target: Path, unit: UnitFile) -> str:
@@ -110,8 +159,10 @@ def _print_next_steps(files: list[UnitFile], prefix: str, subscribers: list[str]
     ]
     steps += [
         f"systemctl{root} enable framebus-subscriber@{name}.service" + ("" if staged else " --now")
-        for name in subscribers
+        for name in subscribers or ["NAME"]
     ]
+    if not subscribers:  # no config to read the names from yet
+        steps[-1] += "   (once per subscriber NAME in your config)"
     if not staged:
         steps.insert(2, "systemctl daemon-reload")
     print("next:\n" + "\n".join(f"  {step}" for step in steps))

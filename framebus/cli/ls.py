@@ -28,12 +28,22 @@ def _ls(args: argparse.Namespace) -> int:
         if info.error:
             rows.append((info.name, "-", "-", "-", f"unreadable: {info.error}", "-", "-", "-"))
             continue
-        state = "no writer" if not info.writer_alive else ("stalled" if info.stalled else "live")
         age = "-" if info.last_publish_age_s is None else f"{info.last_publish_age_s:.1f}s"
         fps = f"{info.fps:.1f}/{info.nominal_fps:g}" if info.nominal_fps else f"{info.fps:.1f}"
-        shape = "x".join(str(n) for n in info.shape)
+        shape, dtype = "x".join(str(n) for n in info.shape), info.dtype
+        if info.kind == "packets":  # an encoded stream: its codec, bitrate and GOP instead
+            shape, dtype = info.codec, f"{info.bitrate_bps / 1e6:.2f} Mbit/s GOP {info.gop}"
         rows.append(
-            (info.name, shape, info.dtype, fps, state, str(info.published), age, str(len(info.subscribers)))
+            (
+                info.name,
+                shape,
+                dtype,
+                fps,
+                info.state,
+                str(info.published),
+                age,
+                str(len(info.subscribers)),
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

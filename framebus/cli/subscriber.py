@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from .._errors import ConfigError
+from .. import ConfigError
 from ._args import Commands, add_config_argument
 from ._exit import EXIT_FAILURE
 

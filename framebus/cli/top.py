@@ -14,17 +14,10 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError
+from .. import ConfigError
 from ._args import Commands
 from ._exit import EXIT_OK
-from ._telemetry import (
-    Snapshot,
-    fmt_seconds,
-    stream_latency,
-    stream_state,
-    subscriber_key,
-    subscriber_state,
-)
+from ._telemetry import Snapshot, fmt_seconds, subscriber_key, subscriber_state
 
 if TYPE_CHECKING:  # rich loads when top runs, not for every framebus command
     from rich.table import Table
@@ -36,11 +29,12 @@ _COLUMNS = ("NAME", "STATE", "FPS", "P50", "P99", "BEHIND", "MISSED", "HOLD", "A
 _LEFT = ("NAME", "STATE")
 _LEGEND = (
     "NAME: a stream, then its subscribers (mode, reader entry). FPS: published (measured/declared) or "
-    "read. P50/P99: capture-to-read latency over the last seconds (a stream: its slowest subscriber). "
+    "read. P50/P99: capture-to-read latency over the last seconds (a stream: its slowest subscriber; "
+    "a sampler, reading now and then on purpose, is left out of a stream's figures). "
     "BEHIND: frames published after the newest one it read. MISSED: frames it never saw. HOLD: how "
     "long it has held its zero-copy frame. AGE: of the newest frame / since its last read. FRAMES: "
-    "published / read. STATE: live, stalled (source failing, last frame stale), gone (writer dead), "
-    "starting; a subscriber is reading, holding, idle (frames flow, it takes none) or waiting."
+    "published / read. STATE: live, stalled (source failing, last frame stale), no writer (it exited "
+    "or died), starting; a subscriber is reading, holding, idle (frames flow, it takes none) or waiting."
 )
 
 
@@ -98,18 +92,18 @@ def _table(now: Snapshot, earlier: Snapshot | None, *, boxed: bool) -> Table:
         table.caption = "no streams on this box (is the daemon running?)"
     for info in now.streams:
         fps = f"{info.fps:.1f}/{info.nominal_fps:g}" if info.nominal_fps else f"{info.fps:.1f}"
-        p50, p99 = stream_latency(info)
-        behind = max((sub.behind for sub in info.subscribers), default=None)
-        missed = sum(sub.frames_missed for sub in info.subscribers)
+        head = info.headline()
         table.add_row(
-            info.name, stream_state(info), fps, fmt_seconds(p50), fmt_seconds(p99),
-            "-" if behind is None else str(behind), str(missed), "-", fmt_seconds(info.last_publish_age_s),
+            info.name, info.state, fps, fmt_seconds(head.latency_p50_s), fmt_seconds(head.latency_p99_s),
+            "-" if head.behind is None else str(head.behind), str(head.frames_missed), "-",
+            fmt_seconds(info.last_publish_age_s),
             str(info.published), str(info.writer_pid or "-"),
         )  # fmt: skip
         for sub in info.subscribers:
             rate = rates.get(subscriber_key(info, sub))
+            sampler = " sampler" if sub.sampler else ""
             table.add_row(
-                f"  └ {sub.mode} #{sub.entry}", subscriber_state(info, sub),
+                f"  └ {sub.mode}{sampler} #{sub.entry}", subscriber_state(info, sub),
                 "-" if rate is None else f"{rate:.1f}",
                 fmt_seconds(sub.latency_p50_s), fmt_seconds(sub.latency_p99_s), str(sub.behind),
                 str(sub.frames_missed), fmt_seconds(sub.holding_s), fmt_seconds(sub.last_read_age_s),

@@ -6,12 +6,21 @@ loader (``_load``) adds what needs the whole document or the machine: cross-refe
 and the /dev/shm budget. Services read files; the library takes these models.
 """
 
+from .._layout import DEFAULT_SLOTS as DEFAULT_SLOTS
+from .._layout import MAX_SLOTS as MAX_SLOTS
+from .._layout import MIN_SLOTS as MIN_SLOTS
+from ._base import MIB as MIB
 from ._base import RetryPolicy as RetryPolicy
+from ._base import StreamName as StreamName
 from ._bridges import BridgeConfig as BridgeConfig
 from ._bridges import BridgeExport as BridgeExport
 from ._bridges import BridgeImport as BridgeImport
 from ._bridges import BridgeMode as BridgeMode
 from ._bridges import FrameEncoding as FrameEncoding
+from ._kinds import SOURCES as SOURCES
+from ._kinds import SUBSCRIBERS as SUBSCRIBERS
+from ._kinds import kinds as kinds
+from ._kinds import register_kind as register_kind
 from ._load import CONFIG_ENV as CONFIG_ENV
 from ._load import SUBSCRIBER_ENV as SUBSCRIBER_ENV
 from ._load import check_groups as check_groups
@@ -21,65 +30,58 @@ from ._load import load_config as load_config
 from ._load import parse_config as parse_config
 from ._load import this_subscriber as this_subscriber
 from ._load import this_topology as this_topology
+from ._options import Arg as Arg
 from ._paths import check_devices as check_devices
-from ._streams import IMU_COLUMNS as IMU_COLUMNS
-from ._streams import CameraSource as CameraSource
-from ._streams import DepthSource as DepthSource
 from ._streams import DerivedSource as DerivedSource
-from ._streams import FileSource as FileSource
-from ._streams import ImuSource as ImuSource
 from ._streams import PixelFormat as PixelFormat
 from ._streams import SourceConfig as SourceConfig
+from ._streams import SourceKind as SourceKind
 from ._streams import StreamConfig as StreamConfig
-from ._streams import SyntheticSource as SyntheticSource
-from ._streams import UrlSource as UrlSource
-from ._subscribers import AnalyzerSubscriber as AnalyzerSubscriber
 from ._subscribers import CommandSubscriber as CommandSubscriber
-from ._subscribers import RecorderSubscriber as RecorderSubscriber
 from ._subscribers import RestartMode as RestartMode
+from ._subscribers import Service as Service
 from ._subscribers import SubscriberConfig as SubscriberConfig
-from ._subscribers import ViewSubscriber as ViewSubscriber
-from ._subscribers import WebSubscriber as WebSubscriber
 from ._topology import DaemonConfig as DaemonConfig
 from ._topology import HttpConfig as HttpConfig
 from ._topology import Topology as Topology
 
 __all__ = [
     "CONFIG_ENV",
-    "IMU_COLUMNS",
+    "DEFAULT_SLOTS",
+    "MAX_SLOTS",
+    "MIB",
+    "MIN_SLOTS",
+    "SOURCES",
+    "SUBSCRIBERS",
     "SUBSCRIBER_ENV",
-    "AnalyzerSubscriber",
+    "Arg",
     "BridgeConfig",
     "BridgeExport",
     "BridgeImport",
     "BridgeMode",
-    "CameraSource",
     "CommandSubscriber",
     "DaemonConfig",
-    "DepthSource",
     "DerivedSource",
-    "FileSource",
     "FrameEncoding",
     "HttpConfig",
-    "ImuSource",
     "PixelFormat",
-    "RecorderSubscriber",
     "RestartMode",
     "RetryPolicy",
+    "Service",
     "SourceConfig",
+    "SourceKind",
     "StreamConfig",
+    "StreamName",
     "SubscriberConfig",
-    "SyntheticSource",
     "Topology",
-    "UrlSource",
-    "ViewSubscriber",
-    "WebSubscriber",
     "check_devices",
     "check_groups",
     "check_memory",
     "check_references",
+    "kinds",
     "load_config",
     "parse_config",
+    "register_kind",
     "this_subscriber",
     "this_topology",
 ]

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from types import FunctionType
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from .._names import NAME_PATTERN
+from .._layout import MIB as MIB  # the one megabyte (MiB), stated there
+from .._names import NAME_PATTERN, validate_name
 
-# Same rule as the core's stream names: they become /dev/shm/framebus.<name>.
-StreamName = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, '_', '-', '.'")]
+# The core's own check (and message) for stream names, which become /dev/shm/framebus.<name>;
+# the pattern is stated for the JSON Schema only, so config and command line say what the core says.
+StreamName = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": NAME_PATTERN}, description="letters, digits, '_', '-', '.'"),
+    AfterValidator(validate_name),
+]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.__pydantic_complete__:
+            # A kind module run by runpy without a sys.modules entry (runpy.run_module's default):
+            # pydantic looked its names up in another module; its own methods know its globals.
+            functions = (v for v in vars(cls).values() if isinstance(v, FunctionType))
+            namespace = next((f.__globals__ for f in functions), None)
+            if namespace is not None:
+                cls.model_rebuild(_types_namespace=namespace)
 
 
 class RetryPolicy(_Model):

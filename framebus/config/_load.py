@@ -18,28 +18,27 @@ from pydantic import ValidationError
 
 from .._errors import ConfigError
 from .._names import SHM_DIR, SHM_PREFIX
+from ._base import MIB
 from ._bridges import FrameEncoding
+from ._kinds import SOURCES, SUBSCRIBERS, kinds
+from ._options import message as validation_message
 from ._parse import parse_toml, parse_yaml, read_text
 from ._paths import check_files, resolve_paths
-from ._streams import SourceConfig
-from ._subscribers import RecorderSubscriber, SubscriberConfig
-from ._topology import Topology, kinds
+from ._subscribers import Service, SubscriberConfig
+from ._topology import Topology
 
 # What `framebus run` (and the systemd subscriber unit) tell each subscriber process it starts.
 CONFIG_ENV = "FRAMEBUS_CONFIG"  # absolute path of the topology file
 SUBSCRIBER_ENV = "FRAMEBUS_SUBSCRIBER"  # the subscriber's name in it
 
-_MIB = 1024 * 1024
 MAX_DEPTH = 32  # levels of nesting a topology may have (it needs 4); deeper is an error, not a crash
-# Discriminator values pydantic puts into error locations; dropped from field paths.
-_TAGS = kinds(SourceConfig) | kinds(SubscriberConfig)
 
 
 def load_config(path: str | os.PathLike[str], *, shm_dir: str = SHM_DIR) -> Topology:
     """Read, validate and budget-check the topology in `path`; ConfigError lists every problem.
 
-    Relative `file` source paths come back absolute, relative to the config file's folder; a
-    `file` source whose file does not exist is a problem.
+    Relative paths (file sources, subscribers' folders and files) come back absolute, relative to
+    the config file's folder; a `file` source whose file does not exist is a problem.
     """
     path = Path(path)
     text = read_text(path)
@@ -102,28 +101,18 @@ def check_references(topology: Topology) -> list[str]:
             )
         )
         + _encoding_problems(topology)
-        + _recorder_problems(topology)
+        + _service_problems(topology)
     )
 
 
-def _recorder_problems(topology: Topology) -> list[str]:
-    """Two recorders of one stream into one directory would record it twice, and each one's
-    retention would delete the other's segments."""
-    seen: dict[tuple[str, str], int] = {}
-    problems = []
-    for i, subscriber in enumerate(topology.subscribers):
-        if not isinstance(subscriber, RecorderSubscriber):
-            continue
-        key = (subscriber.stream, os.path.normpath(subscriber.out))
-        if key in seen:
-            problems.append(
-                f"subscribers[{i}].out (subscriber {subscriber.name!r}): stream {subscriber.stream!r} is "
-                f"already recorded into {str(subscriber.out)!r} by subscribers[{seen[key]}]; "
-                "use another directory"
-            )
-        else:
-            seen[key] = i
-    return problems
+def _service_problems(topology: Topology) -> list[str]:
+    """Each service kind's own whole-topology rules (Service.problems)."""
+    return [
+        problem
+        for i, subscriber in enumerate(topology.subscribers)
+        if isinstance(subscriber, Service)
+        for problem in subscriber.problems(topology, i)
+    ]
 
 
 def _encoding_problems(topology: Topology) -> list[str]:
@@ -160,22 +149,24 @@ def _raw_names(data: dict[str, Any]) -> _Names:
     def items(section: str) -> list[dict[str, Any]]:
         return _items(data, section)
 
-    streams = [
-        (s["name"], not (isinstance(s.get("source"), dict) and s["source"].get("kind") == "derived"))
-        for s in items("streams")
-        if isinstance(s.get("name"), str)
-    ]
+    def captured(entry: dict[str, Any]) -> bool:
+        source = entry.get("source")
+        model = kinds(SOURCES).get(str(source.get("kind"))) if isinstance(source, dict) else None
+        return bool(getattr(model, "captured", True))
 
-    def one(value: object) -> list[str]:
-        return [value] if isinstance(value, str) else []
+    streams = [(s["name"], captured(s)) for s in items("streams") if isinstance(s.get("name"), str)]
 
-    # A shipped kind names its streams in its own fields (stream, streams, publish): see _Service.
+    def named(entry: dict[str, Any], direction: str) -> list[str]:
+        # Each kind says which of its fields name streams (reads_fields, publishes_fields).
+        model = kinds(SUBSCRIBERS).get(str(entry.get("kind")))
+        values = [entry.get(field) for field in getattr(model, direction, ())]
+        return [name for value in values for name in ([value] if isinstance(value, str) else strings(value))]
+
     subscribers = [
-        (s["name"], strings(s.get("reads")) + one(s.get("stream")) + strings(s.get("streams")),
-         strings(s.get("publishes")) + one(s.get("publish")))
+        (s["name"], named(s, "reads_fields"), named(s, "publishes_fields"))
         for s in items("subscribers")
         if isinstance(s.get("name"), str)
-    ]  # fmt: skip
+    ]
     bridges = [
         (
             b["name"],
@@ -314,10 +305,10 @@ def check_memory(
     if need <= free:
         return []
     total = stat.f_blocks * stat.f_frsize
-    suggest = -(-need * 5 // 4 // _MIB)  # MiB, rounded up, with 25% headroom
+    suggest = -(-need * 5 // 4 // MIB)  # MiB, rounded up, with 25% headroom
     return [
-        f"memory: the streams' rings need {need / _MIB:.1f} MiB of shared memory but {shm_dir} has only "
-        f"{free / _MIB:.1f} MiB free (size {total / _MIB:.0f} MiB). Fix: use fewer slots or smaller "
+        f"memory: the streams' rings need {need / MIB:.1f} MiB of shared memory but {shm_dir} has only "
+        f"{free / MIB:.1f} MiB free (size {total / MIB:.0f} MiB). Fix: use fewer slots or smaller "
         f"frames, or enlarge {shm_dir}: 'mount -o remount,size={suggest}M {shm_dir}', or in Docker "
         f"'--shm-size={suggest}m' (the default is 64 MiB)"
     ]
@@ -405,7 +396,7 @@ def _pydantic_problems(exc: ValidationError, data: dict[str, Any]) -> list[str]:
         elif kind == "missing":
             message = "required key is missing"
         else:
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = validation_message(error)
         problems.append(f"{path}: {message}" if path else message)
     return problems
 
@@ -421,8 +412,6 @@ def _path(loc: Sequence[int | str], data: dict[str, Any]) -> str:
             parts.append(f"[{item}]")
             if i == 1 and isinstance(loc[0], str):
                 named = _item_name(data, loc[0], item)
-        elif item in _TAGS and i > 0 and (loc[i - 1] == "source" or isinstance(loc[i - 1], int)):
-            continue
         else:
             parts.append(("." if parts else "") + item)
     text = "".join(parts)

@@ -1,18 +1,31 @@
-"""Subscribers: any command, or a shipped service (recorder, analyzer, web, view) by ``kind``.
+"""Subscribers: any command, or a service kind (the shipped recorder, analyzer, web, ...).
 
-A new subscriber kind is one more model in SubscriberConfig whose ``argv()`` says how it runs
-and whose ``reads``/``publishes`` name its streams for the loader's reference checks.
+A service kind is one module: a :class:`Service` model (its options, bounds, defaults and help,
+stated once) with a ``run()`` that does the work, listed as an entry point in
+``framebus.subscribers``. Its topology entry, its ``framebus <command>`` subcommand with
+``--help``, ``framebus schema`` and the process ``framebus run`` (or systemd) starts for it all
+follow from the model.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
 from enum import Enum
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from .._logs import configure_logging
 from ._base import RetryPolicy, StreamName, _Model
+from ._kinds import SUBSCRIBERS, ByKind, register_kind
+from ._options import add_options, parse_options, to_argv
+
+if TYPE_CHECKING:
+    from ._topology import Topology
+
+S = TypeVar("S", bound="Service")
 
 
 class RestartMode(str, Enum):
@@ -34,6 +47,9 @@ class CommandSubscriber(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     restart: RestartMode = RestartMode.ON_FAILURE
     backoff: RetryPolicy = RetryPolicy(initial_s=1.0, max_s=30.0)
+    #: Its fields that name streams it reads and writes (the loader checks them, even on raw data).
+    reads_fields: ClassVar[tuple[str, ...]] = ("reads",)
+    publishes_fields: ClassVar[tuple[str, ...]] = ("publishes",)
 
     @field_validator("command")
     @classmethod
@@ -47,194 +63,101 @@ class CommandSubscriber(_Model):
         return list(self.command)
 
 
-class _Service(_Model):
-    """A shipped subscriber (``framebus_services``): its fields say what it reads and publishes."""
+class Service(_Model):
+    """A subscriber kind that is a Python module: a subclass declares ``kind: Literal["tag"]``
+    and its options as fields, and implements :meth:`run`.
+
+    Class attributes: ``command``, its ``framebus`` subcommand (default: the tag);
+    ``reads_fields``/``publishes_fields``, its fields that name streams."""
 
     name: StreamName
     env: dict[str, str] = Field(default_factory=dict)
     restart: RestartMode = RestartMode.ON_FAILURE
     backoff: RetryPolicy = RetryPolicy(initial_s=1.0, max_s=30.0)
 
+    command: ClassVar[str] = ""
+    reads_fields: ClassVar[tuple[str, ...]] = ()
+    publishes_fields: ClassVar[tuple[str, ...]] = ()
+    #: Topology-only fields (how it is run, not what it does): not on its command line.
+    RUN_FIELDS: ClassVar[frozenset[str]] = frozenset({"kind", "name", "env", "restart", "backoff"})
+
     @property
     def reads(self) -> list[str]:
         """Streams it subscribes to (for the loader's reference checks)."""
-        stream = getattr(self, "stream", None)
-        return [stream] if isinstance(stream, str) else []
+        return _names(self, self.reads_fields)
 
     @property
     def publishes(self) -> list[str]:
         """Derived streams it writes."""
+        return _names(self, self.publishes_fields)
+
+    def argv(self) -> list[str]:
+        """``{python} -m <its module> <its options>``: what ``framebus run`` and systemd start."""
+        return ["{python}", "-m", type(self).module(), *to_argv(self, self.RUN_FIELDS)]
+
+    def problems(self, topology: Topology, index: int) -> list[str]:
+        """What is wrong with this entry given the whole topology (it is ``subscribers[index]``)."""
         return []
 
+    def run(self) -> int:
+        """Do the work until stopped; the process's exit status."""
+        raise NotImplementedError(f"{type(self).__name__}.run")
 
-def _seconds(value: float) -> str:
-    return f"{value:g}"
-
-
-HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")]
-X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
-
-
-class RecorderSubscriber(_Service):
-    """``framebus record``: segmented H.264 MP4 (video) or .npy (other arrays) with a sidecar each."""
-
-    kind: Literal["recorder"]
-    stream: StreamName
-    out: Path = Field(description="directory of the segments; relative to where `framebus run` starts")
-    segment_s: float = Field(default=60.0, ge=0.1, le=86400, description="seconds per segment")
-    max_mb: float | None = Field(
-        default=None, gt=0, description="retention: total MB of this stream's segments"
-    )
-    max_age_h: float | None = Field(
-        default=None, gt=0, description="retention: delete segments older than this"
-    )
-    events: Path | None = Field(
-        default=None, description="record clips on the events in this file (analyzer)"
-    )
-    triggers: list[str] = Field(default_factory=lambda: ["motion"], min_length=1, description="event types")
-    pre_s: float = Field(default=5.0, ge=0, le=120, description="clip pre-roll, kept encoded in memory")
-    post_s: float = Field(default=10.0, ge=0, le=3600, description="clip length after the last event")
-    preset: X264Preset = Field(default="ultrafast", description="x264 speed/size trade-off")
-    crf: int = Field(default=23, ge=0, le=51, description="x264 quality (lower is better, larger)")
-    threads: int = Field(default=2, ge=1, le=64, description="x264 threads (2: 1080p30 keeps up)")
-
-    def argv(self) -> list[str]:
-        argv = [
-            "{python}",
-            "-m",
-            "framebus_services.recorder",
-            self.stream,
-            "--out",
-            str(self.out),
-            "--segment",
-            _seconds(self.segment_s),
-            "--preset",
-            self.preset,
-            "--crf",
-            str(self.crf),
-            "--threads",
-            str(self.threads),
-        ]
-        if self.max_mb is not None:
-            argv += ["--max-mb", _seconds(self.max_mb)]
-        if self.max_age_h is not None:
-            argv += ["--max-age-h", _seconds(self.max_age_h)]
-        if self.events is not None:
-            argv += [
-                "--events",
-                str(self.events),
-                "--pre",
-                _seconds(self.pre_s),
-                "--post",
-                _seconds(self.post_s),
-            ]
-            for trigger in self.triggers:
-                argv += ["--trigger", trigger]
-        return argv
-
-
-class AnalyzerSubscriber(_Service):
-    """``framebus analyze``: motion, quality and health events; optionally an annotated stream."""
-
-    kind: Literal["analyzer"]
-    stream: StreamName
-    events: Path | None = Field(default=None, description="also append the events (JSON lines) to this file")
-    events_max_mb: float = Field(
-        default=10.0, gt=0, le=100_000, description="rotate the events file to FILE.1 beyond this size"
-    )
-    publish: StreamName | None = Field(default=None, description="derived stream with motion boxes drawn")
-    min_area: int = Field(default=400, ge=1, description="pixels (of the frame) a moving region must cover")
-    threshold: int = Field(default=25, ge=1, le=255, description="grey-level change that counts as motion")
-    cooldown_s: float = Field(default=5.0, ge=0, le=3600, description="seconds between two motion events")
-    health_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between health events")
-
-    @property
-    def publishes(self) -> list[str]:
-        return [self.publish] if self.publish else []
-
-    def argv(self) -> list[str]:
-        argv = [
-            "{python}",
-            "-m",
-            "framebus_services.analyzer",
-            self.stream,
-            "--min-area",
-            str(self.min_area),
-            "--threshold",
-            str(self.threshold),
-            "--cooldown",
-            _seconds(self.cooldown_s),
-            "--health",
-            _seconds(self.health_s),
-        ]
-        if self.events is not None:
-            argv += ["--events", str(self.events), "--events-max-mb", _seconds(self.events_max_mb)]
-        if self.publish is not None:
-            argv += ["--publish", self.publish]
-        return argv
-
-
-class WebSubscriber(_Service):
-    """``framebus web``: every stream in a browser (live view, fps, latency, snapshots)."""
-
-    kind: Literal["web"]
-    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT; loopback unless told otherwise")
-    streams: list[StreamName] = Field(default_factory=list, description="only these (default: every stream)")
-    max_clients: int = Field(default=16, ge=1, le=1024, description="live views served at once")
-    quality: int = Field(default=80, ge=10, le=100, description="JPEG quality")
-    allow_hosts: list[HostName] = Field(
-        default_factory=list,
-        description="host names it may be reached by besides IP addresses, localhost and the box's name",
-    )
-    idle_timeout_s: float = Field(
-        default=15.0, gt=0, le=3600, description="close a live view that asks for no frame this long"
-    )
-
-    @field_validator("listen")
     @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8080, not {value!r}")
-        return value
+    def module(cls) -> str:
+        """The module that declares this kind (``python -m`` runs it)."""
+        if cls.__module__ == "__main__":  # run as `python -m pkg.mod`: the spec knows its name
+            spec = getattr(sys.modules["__main__"], "__spec__", None)
+            return spec.name if spec is not None else "__main__"
+        return cls.__module__
 
-    @property
-    def reads(self) -> list[str]:
-        return list(self.streams)
+    @classmethod
+    def subcommand(cls) -> str:
+        """Its ``framebus`` subcommand."""
+        return cls.command or _tag(cls)
 
-    def argv(self) -> list[str]:
-        argv = [
-            "{python}",
-            "-m",
-            "framebus_services.web",
-            "--listen",
-            self.listen,
-            "--max-clients",
-            str(self.max_clients),
-            "--quality",
-            str(self.quality),
-            "--idle-timeout",
-            _seconds(self.idle_timeout_s),
-        ]
-        for stream in self.streams:
-            argv += ["--stream", stream]
-        for host in self.allow_hosts:
-            argv += ["--allow-host", host]
-        return argv
+    @classmethod
+    def summary(cls) -> str:
+        """One line for ``framebus --help``: its docstring's first line."""
+        line = (cls.__doc__ or _tag(cls)).strip().splitlines()[0].rstrip(".")
+        return line[:1].lower() + line[1:]
 
+    @classmethod
+    def parser(cls, prog: str | None = None) -> argparse.ArgumentParser:
+        """Its command line: one option per field, checked by the field's own type and bounds."""
+        parser = argparse.ArgumentParser(prog=prog or f"framebus {cls.subcommand()}", description=cls.__doc__,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        add_options(parser, cls, cls.RUN_FIELDS)
+        return parser
 
-class ViewSubscriber(_Service):
-    """``framebus view``: a local window (needs a display and a GUI-enabled OpenCV)."""
+    @classmethod
+    def from_command_line(cls: type[S], argv: Sequence[str] | None = None, prog: str | None = None) -> S:
+        """This kind's options from `argv` (default: sys.argv[1:]); argparse exits on an error."""
+        return parse_options(cls.parser(prog), cls, argv, {"kind": _tag(cls), "name": cls.subcommand()})
 
-    kind: Literal["view"]
-    stream: StreamName
-    restart: RestartMode = RestartMode.NEVER  # without a display, restarting cannot help
-
-    def argv(self) -> list[str]:
-        return ["{python}", "-m", "framebus_services.view", self.stream]
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+        """Parse the command line, set up logging, run: a service module's ``main``."""
+        service = cls.from_command_line(argv, prog)
+        configure_logging()
+        return service.run()
 
 
-SubscriberConfig = Annotated[
-    CommandSubscriber | RecorderSubscriber | AnalyzerSubscriber | WebSubscriber | ViewSubscriber,
-    Field(discriminator="kind"),
-]
+def _tag(model: type[BaseModel]) -> str:
+    from ._kinds import kind_of
+
+    return kind_of(model)
+
+
+def _names(entry: BaseModel, fields: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for field in fields:
+        value = getattr(entry, field)
+        names += [value] if isinstance(value, str) else list(value or [])
+    return names
+
+
+SubscriberConfig = Annotated[CommandSubscriber | Service, ByKind(SUBSCRIBERS, "subscriber")]
+"""A subscriber entry: the kind its ``kind`` names (``command``, or a registered service)."""
+
+register_kind(SUBSCRIBERS, CommandSubscriber)

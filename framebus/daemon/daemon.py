@@ -16,12 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import Publisher, streams
-from .._errors import ConfigError, FramebusError
+from .. import ConfigError, FramebusError, Publisher, StreamInfo, streams
 from .._segment import Removal, remove_if_dead
 from ..config import HttpConfig, StreamConfig, SubscriberConfig, Topology, load_config
 from .bridges import bridge_processes
 from .httpapi import HttpApi
+from .orphans import find_children, stop_orphans
 from .pacing import Backoff
 from .runner import RunnerStats, StreamRunner, StreamState
 from .sdnotify import Notifier
@@ -32,6 +32,7 @@ __all__ = ["Daemon"]
 logger = logging.getLogger(__name__)
 _STOP_BUDGET_S = 1.2  # of the 2 s systemd-friendly shutdown: joining capture threads
 _CHILD_STOP_S = 0.6  # SIGTERM to SIGKILL for subscriber processes
+_ORPHAN_STOP_S = 5.0  # SIGTERM to SIGKILL for a dead supervisor's children (a recorder finishing its file)
 _RETRY_TICK_S = 0.1  # how often degraded streams are looked at (each retries on its own backoff)
 # What creating a stream's ring can fail with while the daemon runs: another writer, no memory,
 # a group or permission gone since the config was checked.
@@ -121,6 +122,8 @@ class Daemon:
             self._notifier.close()
 
     async def _start(self) -> bool:
+        if not await self._claim():
+            return False
         try:
             self._add_streams(self._topology.streams)
         except _CREATE_ERRORS as exc:
@@ -132,6 +135,28 @@ class Daemon:
         await self._supervisor.update(self._children(self._topology))
         self._notifier.notify("READY=1", f"STATUS={self._status_line()}")
         logger.info("ready: %s", self._status_line())
+        return True
+
+    async def _claim(self) -> bool:
+        """Refuse to run beside another supervisor of this config (two recorders in one folder, a
+        web viewer fighting for its port); stop what one that died left running."""
+        found = await asyncio.to_thread(find_children, self._config_path)
+        others = sorted({c.supervisor for c in found if not c.orphaned})
+        if others:
+            logger.error(
+                "%s is already being run by pid %s (its subscribers: %s); stop that one first",
+                self._config_path, ", ".join(map(str, others)),
+                ", ".join(c.describe() for c in found if not c.orphaned),
+            )  # fmt: skip
+            return False
+        orphans = [c for c in found if c.orphaned]
+        if orphans:
+            logger.warning("%d process(es) of %s outlived their supervisor; stopping them first",
+                           len(orphans), self._config_path)  # fmt: skip
+            left = await asyncio.to_thread(stop_orphans, orphans, _ORPHAN_STOP_S)
+            if left:
+                logger.error("cannot stop %s", "; ".join(c.describe() for c in left))
+                return False
         return True
 
     async def _shutdown(self) -> None:
@@ -225,7 +250,8 @@ class Daemon:
     async def _start_http(self, config: HttpConfig) -> bool:
         if not config.enabled:
             return True
-        self._http = HttpApi(self.stats, _stream_dicts, self._subscriber_status)
+        grace = self._topology.daemon.ready_timeout_s  # as long as READY waits for first frames
+        self._http = HttpApi(self.stats, _stream_infos, self._subscriber_status, starting_grace_s=grace)
         try:
             await self._http.start(
                 config.host, config.port,
@@ -341,13 +367,16 @@ class Daemon:
     def _status_line(self) -> str:
         parts = []
         for s in self.stats():
-            parts.append(
-                f"{s.name} {s.fps:.1f} fps" if s.state is StreamState.RUNNING else f"{s.name} {s.state.value}"
-            )
+            if s.state is not StreamState.RUNNING:
+                parts.append(f"{s.name} {s.state.value}")
+            elif s.published < 2:  # a rate needs two frames: at READY there may be only the first
+                parts.append(f"{s.name} running (first frame out, rate not measured yet)")
+            else:
+                parts.append(f"{s.name} {s.fps:.1f} fps")
         return f"{len(parts)} stream(s): " + (", ".join(parts) if parts else "none")
 
 
-def _stream_dicts() -> list[dict[str, Any]]:
+def _stream_infos() -> list[StreamInfo]:
     with contextlib.suppress(FramebusError, OSError):
-        return [info.to_dict() for info in streams()]
+        return streams()
     return []

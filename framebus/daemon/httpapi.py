@@ -1,5 +1,8 @@
 """The daemon's control-plane HTTP API on loopback: /health, /streams and /subscribers (JSON),
-/metrics (Prometheus, see metrics.py).
+/metrics (Prometheus, see metrics.py); / lists them.
+
+/health is 200 while every stream runs (or has ended, or is still opening its source within
+`starting_grace_s` of its start: status "starting"), else 503 "degraded" naming each state.
 
 The daemon's file descriptors are for capture: the API holds at most `max_connections` at once
 (more are answered 503 and closed) and closes a connection that has not sent a complete request
@@ -27,6 +30,12 @@ logger = logging.getLogger(__name__)
 
 _HEALTHY = (StreamState.RUNNING, StreamState.ENDED)
 _SHOWN_CHARS = 200  # of a client's malformed request, in the one line we log about it
+ENDPOINTS = {
+    "/health": "200 while every stream runs (status ok, or starting within its grace), else 503 (degraded)",
+    "/streams": "every stream on the box, with the daemon's view of those it captures (JSON)",
+    "/subscribers": "the processes it supervises: pid, running, restarts, last exit code (JSON)",
+    "/metrics": "Prometheus exposition of streams, subscribers and the daemon",
+}
 
 
 class _MalformedRequestsInOneLine(logging.Filter):
@@ -52,9 +61,15 @@ class HttpApi:
     """Serves the daemon's state; start() binds, stop() closes. Handlers never block on capture."""
 
     def __init__(
-        self, stats: StatsProvider, streams: StreamsProvider, subscribers: SubscribersProvider = list
+        self,
+        stats: StatsProvider,
+        streams: StreamsProvider,
+        subscribers: SubscribersProvider = list,
+        *,
+        starting_grace_s: float = 10.0,
     ) -> None:
         self._stats = stats
+        self._starting_grace_s = starting_grace_s
         self._streams = streams
         self._subscribers = subscribers
         self._registry = metrics_registry(stats, streams, subscribers)
@@ -63,6 +78,7 @@ class HttpApi:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/", self._index)
         app.router.add_get("/health", self._health)
         app.router.add_get("/streams", self._streams_json)
         app.router.add_get("/subscribers", self._subscribers_json)
@@ -84,22 +100,27 @@ class HttpApi:
         except BaseException:
             await self.stop()
             raise
-        logger.info("HTTP API on http://%s:%d (/health, /streams, /subscribers, /metrics)", host, self.port)
+        logger.info("HTTP API on http://%s:%d (%s)", host, self.port, ", ".join(ENDPOINTS))
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.json_response({"endpoints": ENDPOINTS})
+
     async def _health(self, request: web.Request) -> web.Response:
         stats = self._stats()
         states = {s.name: s.state.value for s in stats}
-        healthy = all(s.state in _HEALTHY for s in stats)
-        body = {"status": "ok" if healthy else "degraded", "streams": states}
-        return web.json_response(body, status=200 if healthy else 503)
+        grace = self._starting_grace_s
+        starting = {s.name for s in stats if s.state is StreamState.STARTING and s.age_s < grace}
+        healthy = all(s.state in _HEALTHY or s.name in starting for s in stats)
+        status = "degraded" if not healthy else "starting" if starting else "ok"
+        return web.json_response({"status": status, "streams": states}, status=200 if healthy else 503)
 
     async def _streams_json(self, request: web.Request) -> web.Response:
-        return web.json_response(merge_streams(self._stats(), self._streams()))
+        return web.json_response(merge_streams(self._stats(), [s.to_dict() for s in self._streams()]))
 
     async def _subscribers_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._subscribers())

@@ -2,29 +2,31 @@
 
 Three sources, read when scraped (nothing is kept between scrapes): the daemon's capture loops
 (per stream it captures), shared memory (every stream on the box and every subscriber's
-reader-table entry, whoever started it), and the supervisor of `framebus run` (restarts).
+reader-table entry, whoever started it: a family per statistic framebus.SubscriberInfo
+declares), and the supervisor of `framebus run` (restarts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import Field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import StreamInfo, subscriber_figures
 from .runner import RunnerStats, StreamState
 
-__all__ = ["StatsProvider", "StreamsProvider", "SubscribersProvider", "metrics_registry"]
+__all__ = ["StatsProvider", "StreamsProvider", "SubscribersProvider", "metric_name", "metrics_registry"]
 
 StatsProvider = Callable[[], Sequence[RunnerStats]]
-StreamsProvider = Callable[[], list[dict[str, Any]]]  # framebus.streams() as dicts
+StreamsProvider = Callable[[], list[StreamInfo]]  # framebus.streams()
 SubscribersProvider = Callable[[], list[dict[str, Any]]]  # Supervisor.status(); [] under systemd
 # No pid: a restarted subscriber would start a new series each time. Its name (when `framebus run`
 # supervises it) and its reader-table entry (a restart takes its freed entry back) stay the same.
 _SUBSCRIBER_LABELS = ["stream", "entry", "mode", "subscriber"]
-_QUANTILES = (("0.5", "latency_p50_s"), ("0.99", "latency_p99_s"))
 
 
 def metrics_registry(
@@ -92,60 +94,48 @@ def _runner_metrics(stats: Sequence[RunnerStats]) -> Iterator[Metric]:
     yield from (published, errors, skipped, fps, up, stalled, age)
 
 
-def _shared_memory_metrics(streams: list[dict[str, Any]], names: dict[int, str]) -> Iterator[Metric]:
-    """Per stream on the box and per subscriber of each, from shared memory."""
+def metric_name(figure: Field[Any]) -> str:
+    """A subscriber statistic's Prometheus family: as declared, else framebus_subscriber_<name>
+    (a seconds figure's _s spelled _seconds)."""
+    name = figure.metadata["metric"] or f"framebus_subscriber_{figure.name}"
+    return name.removesuffix("_s") + "_seconds" if name.endswith("_s") else name
+
+
+def _shared_memory_metrics(streams: list[StreamInfo], names: dict[int, str]) -> Iterator[Metric]:
+    """Per stream on the box and per subscriber of each, from shared memory: one family per
+    statistic SubscriberInfo declares (framebus.subscriber_figures()), as it declares it."""
     count = GaugeMetricFamily(
         "framebus_stream_subscribers", "Subscribers attached to the stream.", labels=["stream"]
     )
     writer = GaugeMetricFamily(
         "framebus_stream_writer_alive", "1 while the stream's writer lives.", labels=["stream"]
     )
-    read = CounterMetricFamily(
-        "framebus_subscriber_frames_read", "Frames the subscriber took.", labels=_SUBSCRIBER_LABELS
-    )
-    missed = CounterMetricFamily(
-        "framebus_subscriber_frames_missed", "Frames published while it was busy, never seen by it.",
-        labels=_SUBSCRIBER_LABELS,
-    )  # fmt: skip
-    idle = GaugeMetricFamily(
-        "framebus_subscriber_last_read_age_seconds", "Seconds since the subscriber last took a frame.",
-        labels=_SUBSCRIBER_LABELS,
-    )  # fmt: skip
-    latency = GaugeMetricFamily(
-        "framebus_subscriber_latency_seconds", "Capture-to-read latency over the last seconds, by quantile.",
-        labels=[*_SUBSCRIBER_LABELS, "quantile"],
-    )  # fmt: skip
     stream_latency = GaugeMetricFamily(
-        "framebus_stream_latency_seconds", "Capture-to-read latency of the stream's slowest subscriber.",
+        "framebus_stream_latency_seconds",
+        "Capture-to-read latency of the stream's slowest subscriber (samplers left out).",
         labels=["stream", "quantile"],
-    )  # fmt: skip
-    behind = GaugeMetricFamily(
-        "framebus_subscriber_behind_frames", "Frames published after the newest one it read.",
-        labels=_SUBSCRIBER_LABELS,
-    )  # fmt: skip
-    holding = GaugeMetricFamily(
-        "framebus_subscriber_holding_seconds", "Seconds it has held its zero-copy frame (0: none).",
-        labels=_SUBSCRIBER_LABELS,
-    )  # fmt: skip
+    )
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    for figure in subscriber_figures():
+        meta, metric = figure.metadata, metric_name(figure)
+        if metric not in families:
+            family = CounterMetricFamily if meta["kind"] == "counter" else GaugeMetricFamily
+            labels = [*_SUBSCRIBER_LABELS, "quantile"] if meta["quantile"] else _SUBSCRIBER_LABELS
+            families[metric] = family(metric, meta["help"], labels=labels)
     for info in streams:
-        if info.get("error"):
+        if info.error:
             continue
-        name = str(info["name"])
-        count.add_metric([name], len(info["subscribers"]))
-        writer.add_metric([name], float(bool(info["writer_alive"])))
-        worst: dict[str, float] = {}
-        for sub in info["subscribers"]:
-            labels = [name, str(sub["entry"]), str(sub["mode"]), names.get(sub["pid"], "")]
-            read.add_metric(labels, sub["frames_read"])
-            missed.add_metric(labels, sub["frames_missed"])
-            behind.add_metric(labels, sub["behind"])
-            if sub["last_read_age_s"] is not None:
-                idle.add_metric(labels, round(sub["last_read_age_s"], 4))
-            holding.add_metric(labels, round(sub["holding_s"] or 0.0, 4))
-            for quantile, key in _QUANTILES:
-                if sub[key] is not None:
-                    latency.add_metric([*labels, quantile], sub[key])
-                    worst[quantile] = max(worst.get(quantile, 0.0), sub[key])
-        for quantile, value in worst.items():
-            stream_latency.add_metric([name, quantile], value)
-    yield from (count, writer, read, missed, behind, latency, stream_latency, idle, holding)
+        count.add_metric([info.name], len(info.subscribers))
+        writer.add_metric([info.name], float(info.writer_alive))
+        for sub in info.subscribers:
+            labels = [info.name, str(sub.entry), sub.mode, names.get(sub.pid, "")]
+            for figure in subscriber_figures():
+                meta, value = figure.metadata, getattr(sub, figure.name)
+                if value is not None:
+                    extra = [meta["quantile"]] if meta["quantile"] else []
+                    families[metric_name(figure)].add_metric([*labels, *extra], round(value, 6))
+        headline = info.headline()
+        for quantile, value in (("0.5", headline.latency_p50_s), ("0.99", headline.latency_p99_s)):
+            if value is not None:
+                stream_latency.add_metric([info.name, quantile], value)
+    yield from (count, writer, *families.values(), stream_latency)

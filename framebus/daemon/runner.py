@@ -73,6 +73,7 @@ class RunnerStats:
     last_frame_age_s: float | None  # None before the first frame
     last_error: str | None
     skipped: int  # pacing ticks dropped because producing a frame took too long
+    age_s: float = 0.0  # seconds since the capture loop was created (how long it has been starting)
 
 
 class StreamRunner:
@@ -97,6 +98,7 @@ class StreamRunner:
             maxlen=max(4, min(256, round(config.fps * 2)))
         )
         self.heartbeat_ns = time.monotonic_ns()  # the loop was alive at this time
+        self._created_ns = self.heartbeat_ns
         self._thread = threading.Thread(target=self._run, name=f"framebus-stream-{config.name}", daemon=True)
 
     def start(self) -> None:
@@ -135,6 +137,7 @@ class StreamRunner:
                 last_frame_age_s=None if last is None else (now - last) / 1e9,
                 last_error=self._last_error,
                 skipped=self._skipped,
+                age_s=(now - self._created_ns) / 1e9,
             )
 
     def _run(self) -> None:

@@ -34,7 +34,9 @@ class Notifier:
         if self._socket is None:
             return False
         try:
-            self._socket.sendto("\n".join(fields).encode(), self._address)
+            # MSG_DONTWAIT: a full queue (a stalled manager) drops this message rather than
+            # blocking the daemon's event loop, which would stop frames, /health and the watchdog.
+            self._socket.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, self._address)
         except OSError as exc:
             logger.debug("sd_notify to %r failed: %s", self._address, exc)
             return False

@@ -1,7 +1,12 @@
 """Subscriber processes for ``framebus run``: started, restarted with backoff, stopped cleanly.
 
 Children run in their own session, so a Ctrl-C in the terminal reaches only ``framebus run``,
-which then stops them in order: SIGTERM, a grace period, SIGKILL.
+which then stops them in order: SIGTERM, a grace period, SIGKILL. A supervisor that dies without
+stopping them (``kill -9``) takes them along: each child asks the kernel for a SIGTERM when its
+parent dies (PR_SET_PDEATHSIG, set in the child before it execs its command; the kernel sends it
+when the forking *thread* ends, and children are forked from the event loop's thread, which lives
+as long as the supervisor). Each child's environment names its supervisor, so a later supervisor
+finds any that outlived theirs (orphans.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import CONFIG_ENV, SUBSCRIBER_ENV, RestartMode, SubscriberConfig
+from .orphans import SUPERVISOR_ENV
 from .pacing import Backoff
 
 __all__ = ["Supervisor", "child_env", "expand_argv"]
@@ -118,8 +124,8 @@ class Supervisor:
     async def _run_once(self, child: _Child) -> int | None:
         """Run the command once; its exit code (negative: killed by that signal), None if it never ran."""
         config = child.config
-        argv = expand_argv(config.argv())
-        env = child_env(config, self._config_path)
+        argv = _dying_with_supervisor(expand_argv(config.argv()))
+        env = {**child_env(config, self._config_path), SUPERVISOR_ENV: str(os.getpid())}
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *argv, env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
@@ -138,6 +144,27 @@ _RUN_MODULE = (
     "import runpy, sys; del sys.path[0], sys.argv[0]; "
     "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
 )
+
+
+# Run first in every child: a SIGTERM when the supervisor dies (PR_SET_PDEATHSIG is option 1 of
+# prctl(2); it survives execve), and an exit if it died before that was set (we were re-parented).
+_DIE_WITH_SUPERVISOR = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM); "
+    f"os.getppid() == int(os.environ['{SUPERVISOR_ENV}']) or os._exit(1); "
+)
+_EXEC = (
+    "try: os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "except OSError as exc: print(f'cannot run {sys.argv[1]}: {exc.strerror}', file=sys.stderr); "
+    "os._exit(127)"
+)
+
+
+def _dying_with_supervisor(argv: list[str]) -> list[str]:
+    """`argv` started through a few lines of Python that make it die with its supervisor."""
+    if argv[:3] == [sys.executable, "-c", _RUN_MODULE]:  # one interpreter does both
+        return [sys.executable, "-c", _DIE_WITH_SUPERVISOR + _RUN_MODULE, *argv[3:]]
+    return [sys.executable, "-I", "-c", _DIE_WITH_SUPERVISOR + "\n" + _EXEC, *argv]
 
 
 def expand_argv(argv: Sequence[str]) -> list[str]:
@@ -162,6 +189,7 @@ def _should_restart(mode: RestartMode, returncode: int | None) -> bool:
 
 
 def _signal(process: asyncio.subprocess.Process | None, sig: signal.Signals) -> None:
+    """Signal a child and the processes it started (its process group: a shell script's programs)."""
     if process is not None and process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)  # its own session: the group is its pid

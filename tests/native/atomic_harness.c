@@ -153,7 +153,12 @@ void PyEval_RestoreThread(PyThreadState *state) { (void)state; }
 void _Py_Dealloc(PyObject *o) { (void)o; }
 void PyObject_GC_UnTrack(void *o) { (void)o; }
 /* Referenced by the module's type and init code, which the harness never runs. */
-int PyArg_ParseTupleAndKeywords(PyObject *a, PyObject *k, const char *f, char **kw, ...)
+#if PY_VERSION_HEX >= 0x030D0000
+typedef char *const *Keywords;  /* 3.13 made the keyword list const */
+#else
+typedef char **Keywords;
+#endif
+int PyArg_ParseTupleAndKeywords(PyObject *a, PyObject *k, const char *f, Keywords kw, ...)
 { (void)a; (void)k; (void)f; (void)kw; return 0; }
 PyObject *PyType_GenericNew(PyTypeObject *t, PyObject *a, PyObject *k) { (void)t; (void)a; (void)k; return NULL; }
 int PyType_Ready(PyTypeObject *t) { (void)t; return 0; }
@@ -376,6 +381,40 @@ check_copy(void)
           && pending == PyExc_ValueError);
 }
 
+/* Issue 19: after an in-place takeover the new writer starts again from seq 1 in the same slots,
+ * so a stalled reader may load the LATEST word it loaded under the old writer (the new writer's
+ * seq 1 in slot 1) while that slot is claimed again, or find a state or header of the new
+ * writer's: the GEN re-check comes before every verdict of corruption, so each read is REPLACED
+ * (WriterGone), never -2, -3 or -4 (SegmentCorrupt), and is not counted. Under the port's own
+ * generation the same words are corruption. */
+static void
+check_verdicts_after_takeover(void)
+{
+    ReadPort pin, copy;
+    PyObject *out = out_buffer(NBYTES);
+    CHECK(port(&pin, 0, SLOT_COUNT, ENTRY) == 0 && port(&copy, 1, SLOT_COUNT, ENTRY) == 0);
+    publish(1, 1, "");
+    uint64_t reused = 1 << 8 | 1, read = *word(ENTRY + R_FRAMES_READ);
+    for (int replaced = 1; replaced >= 0; replaced--) {
+        *word(GEN) = replaced ? GENERATION + 1 : GENERATION;
+        long long want[3] = {replaced ? REPLACED : -2, replaced ? REPLACED : -3, replaced ? REPLACED : -4};
+        /* the state never matches (slot 1 claimed again: WRITING), the header's seq differs, its
+           meta length is past the capacity */
+        for (int verdict = 0; verdict < 3; verdict++) {
+            *word(LATEST) = reused;
+            *word(STATES + 8) = verdict == 0 ? UINT64_MAX : 1;
+            slot_header(1)[0] = verdict == 1 ? 2 : 1;
+            slot_header(1)[3] = verdict == 2 ? META + 1 : 0;
+            *word(HOLD) = 0;
+            CHECK(code(port_call(&pin, rp_take, 2, num(0), Py_None)) == want[verdict]);
+            CHECK(*word(HOLD) == (replaced ? 0 : reused));   /* REPLACED releases the pin's hold */
+            CHECK(code(port_call(&copy, rp_take, 3, num(0), Py_None, out)) == want[verdict]);
+        }
+    }
+    CHECK(*word(ENTRY + R_FRAMES_READ) == read);
+    *word(HOLD) = 0, *word(STATES + 8) = 1, slot_header(1)[0] = 1, slot_header(1)[3] = 0;
+}
+
 /* copy_frame: streaming stores on x86-64, memcpy elsewhere; odd sizes and offsets too */
 static void
 check_copy_frame(void)
@@ -465,6 +504,7 @@ main(void)
     check_words();
     check_pin();
     check_copy();
+    check_verdicts_after_takeover();
     check_port_wait();
     check_copy_frame();
     check_sleep_and_wake();

@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..._errors import FramebusError
+from ... import FramebusError
 
 __all__ = ["Captured", "DrawsInPlace", "Meta", "Source", "SourceEnded", "SourceError"]
 

@@ -3,15 +3,60 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import cv2
+from pydantic import Field, field_validator
 
-from ...config import CameraSource, StreamConfig
+from ...config import SourceKind, StreamConfig
 from ._opencv import DeviceSource, GuardedCapture
 from .base import SourceError
 
-__all__ = ["Camera"]
+__all__ = ["Camera", "CameraSource"]
+
+
+class CameraSource(SourceKind):
+    """A V4L2 camera through OpenCV; the daemon is the device's only owner."""
+
+    kind: Literal["camera"]
+    device: int | str = Field(description="index (0 for /dev/video0) or a device path")
+    fourcc: str | None = Field(
+        default=None, description="pixel format asked of the driver, e.g. MJPG or YUYV"
+    )
+    buffer_size: int = Field(
+        default=1, ge=1, le=16, description="driver buffers; 1 means frames are never stale"
+    )
+    open_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=2.0, gt=0, le=120)
+
+    @field_validator("fourcc")
+    @classmethod
+    def _four_chars(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 4 or not value.isascii()):
+            raise ValueError(f"fourcc must be exactly 4 ASCII characters, e.g. 'MJPG', not {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_shape(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("device index must be 0 or more")
+        if isinstance(value, str) and not value.startswith("/"):
+            raise ValueError(f"device must be an index or an absolute path like /dev/video0, not {value!r}")
+        return value
+
+    @property
+    def path(self) -> str:
+        return f"/dev/video{self.device}" if isinstance(self.device, int) else self.device
+
+    def capture(self, stream: StreamConfig) -> Camera:
+        return Camera(stream)
+
+    def warnings(self) -> list[tuple[str, str]]:
+        if os.path.exists(self.path):
+            return []
+        why = "does not exist yet; the daemon marks the stream stalled and retries until it appears"
+        return [("device", f"{self.path} {why}")]
 
 
 class Camera(DeviceSource):
@@ -26,8 +71,7 @@ class Camera(DeviceSource):
         assert isinstance(stream.source, CameraSource)
         self._config = stream.source
         self._stream = stream
-        device = self._config.device
-        self._path = f"/dev/video{device}" if isinstance(device, int) else device
+        self._path = self._config.path
         self._capture = GuardedCapture(
             stream,
             f"camera {self._path}",

@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy.typing as npt
+from pydantic import Field
 
-from ...config import FileSource, StreamConfig
+from ...config import SourceKind, StreamConfig
 from ._opencv import FrameFitter
 from .base import Captured, Meta, SourceEnded, SourceError
 
-__all__ = ["VideoFile"]
+__all__ = ["FileSource", "VideoFile"]
+
+
+class FileSource(SourceKind):
+    """A video file, looped or played once; a relative path is relative to the config's folder."""
+
+    kind: Literal["file"]
+    path: Path
+    loop: bool = True
+    pace: Literal["stream", "file"] = Field(
+        default="stream", description="publish at the stream's fps, or at the rate stored in the file"
+    )
+
+    def capture(self, stream: StreamConfig) -> VideoFile:
+        return VideoFile(stream)
+
+    def resolved(self, folder: Path) -> FileSource:
+        return self if self.path.is_absolute() else self.model_copy(update={"path": folder / self.path})
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.path.is_file():
+            return []
+        why = "is not a regular file" if self.path.exists() else "does not exist"
+        return [("path", f"{self.path} {why} (relative paths are relative to the config file's folder)")]
 
 
 class VideoFile:

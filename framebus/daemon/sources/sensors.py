@@ -4,14 +4,63 @@ from __future__ import annotations
 
 import math
 import time
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, model_validator
 
-from ...config import DepthSource, ImuSource, StreamConfig
+from ...config import SourceKind, StreamConfig
 from .base import Captured
 
-__all__ = ["SimulatedDepth", "SimulatedImu", "decode_depth_seq"]
+__all__ = ["IMU_COLUMNS", "DepthSource", "ImuSource", "SimulatedDepth", "SimulatedImu", "decode_depth_seq"]
+
+IMU_COLUMNS = 7  # per sample: offset from the frame timestamp (s), accel xyz (m/s^2), gyro xyz (rad/s)
+_SHAPES = Literal["image", "depth", "samples", "any"]
+
+
+class ImuSource(SourceKind):
+    """A simulated IMU: each frame is a batch of float32 samples (offset_s, ax, ay, az, gx, gy, gz)."""
+
+    kind: Literal["imu"]
+    frames: ClassVar[_SHAPES] = "samples"
+    rate_hz: float = Field(default=200.0, gt=0, le=100_000, description="samples per second")
+    noise: float = Field(default=0.02, ge=0, le=100, description="standard deviation added to every axis")
+
+    def capture(self, stream: StreamConfig) -> SimulatedImu:
+        return SimulatedImu(stream)
+
+    def check(self, stream: StreamConfig) -> None:
+        if stream.width is not None or stream.height is not None or stream.format is not None:
+            raise ValueError("an imu stream takes no width, height or format (its shape is samples x 7)")
+        if self.samples_per_frame(stream.fps) < 1:
+            raise ValueError(f"imu rate_hz must be at least the stream fps ({stream.fps})")
+
+    def samples_shape(self, stream: StreamConfig) -> tuple[int, ...]:
+        return (self.samples_per_frame(stream.fps), IMU_COLUMNS)
+
+    def samples_per_frame(self, fps: float) -> int:
+        """IMU samples in one frame at `fps`."""
+        return int(self.rate_hz / fps + 1e-9)
+
+
+class DepthSource(SourceKind):
+    """A simulated depth camera: uint16 millimetres with a moving object."""
+
+    kind: Literal["depth"]
+    frames: ClassVar[_SHAPES] = "depth"
+    min_mm: int = Field(default=300, ge=0, le=65535)
+    max_mm: int = Field(default=5000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _range(self) -> DepthSource:
+        if self.min_mm >= self.max_mm:
+            raise ValueError(f"min_mm ({self.min_mm}) must be below max_mm ({self.max_mm})")
+        return self
+
+    def capture(self, stream: StreamConfig) -> SimulatedDepth:
+        return SimulatedDepth(stream)
+
 
 GRAVITY = 9.81  # m/s^2, on the IMU's z axis at rest
 

@@ -10,14 +10,35 @@ first) of ``width // 64`` pixels, black for 0 and white for 1.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
-from ...config import PixelFormat, StreamConfig, SyntheticSource
+from ...config import PixelFormat, SourceKind, StreamConfig
 from .base import Captured
 
-__all__ = ["STAMP_ROWS", "SyntheticVideo", "decode_stamp"]
+__all__ = ["STAMP_ROWS", "SyntheticSource", "SyntheticVideo", "decode_stamp"]
+
+_MIN_SIZE = (24, 64)  # (height, width): room for the 2 x 8-row, 64-cell stamp bar code
+
+
+class SyntheticSource(SourceKind):
+    """A moving test pattern with the frame's sequence number and timestamp drawn into its top rows."""
+
+    kind: Literal["synthetic"]
+    speed_px: int = Field(default=4, ge=0, le=256, description="pixels the pattern moves per frame")
+    stamp: bool = Field(default=True, description="draw the sequence number and timestamp as a bar code")
+
+    def capture(self, stream: StreamConfig) -> SyntheticVideo:
+        return SyntheticVideo(stream)
+
+    def check(self, stream: StreamConfig) -> None:
+        assert stream.height is not None and stream.width is not None  # an image source
+        if stream.height < _MIN_SIZE[0] or stream.width < _MIN_SIZE[1]:
+            raise ValueError("a synthetic stream needs width >= 64 and height >= 24 for its stamp")
+
 
 STAMP_ROWS = 16  # rows 0-7: sequence number, rows 8-15: timestamp (ns)
 _BAND = 8  # rows per bar-code band

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import cv2
+from pydantic import Field, field_validator
 
-from ...config import StreamConfig, UrlSource
+from ...config import SourceKind, StreamConfig
 from ._opencv import DeviceSource, GuardedCapture
 
-__all__ = ["NetworkCamera"]
+__all__ = ["NetworkCamera", "UrlSource"]
+
+_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+
+class UrlSource(SourceKind):
+    """A network camera (RTSP, HTTP MJPEG, ...) through OpenCV's FFmpeg backend."""
+
+    kind: Literal["url"]
+    url: str
+    open_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in _URL_SCHEMES:
+            raise ValueError(f"url must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}")
+        return value
+
+    def capture(self, stream: StreamConfig) -> NetworkCamera:
+        return NetworkCamera(stream)
 
 
 class NetworkCamera(DeviceSource):

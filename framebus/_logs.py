@@ -1,4 +1,6 @@
-"""Logging for the command line: journald-friendly under systemd, timestamped in a terminal."""
+"""The one logging setup of the daemon, the CLI and every service: journald-aware under systemd
+(a ``<priority>`` prefix per line, so journald files each line at its level), timestamped in a
+terminal."""
 
 from __future__ import annotations
 
@@ -34,14 +36,21 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure_logging(level: str) -> None:
-    """One handler on the root logger, at `level` ('debug', 'info', ...)."""
+def configure_logging(level: str | None = None) -> None:
+    """One handler on the root logger, at `level` ('debug', 'info', ...).
+
+    Without a level, any setup already made is kept (``framebus record`` is set up by the CLI's
+    ``--log-level`` before the service's own ``main`` runs); else it is made at 'info'."""
+    root = logging.getLogger()
+    if level is None:
+        if root.handlers:
+            return
+        level = "info"
     handler = _StderrHandler()
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
