@@ -16,13 +16,14 @@ from types import FrameType
 import framebus
 from framebus import configure_logging  # the one setup (journald-aware); here for the services
 
-__all__ = ["Stop", "configure_logging", "frames", "subscribe"]
+__all__ = ["MissedFrames", "Stop", "configure_logging", "frames", "subscribe"]
 
 logger = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 0.2  # longest sleep between looks at the stop flag
 RETRY_S = 0.5  # how often a missing stream is looked for again
 QUIET_AFTER_S = 5.0  # a stream silent this long is reported (once) as stalled
+MISSED_EVERY_S = 10.0  # missed frames are logged at most this often, as one line with counts
 
 
 class Stop:
@@ -107,3 +108,35 @@ def frames(
             silent = False
         last_frame = last_tick = time.monotonic()
         yield frame
+
+
+class MissedFrames:
+    """Counts the frames a reader that means to see every frame never saw (gaps in `seq`) and
+    logs them at most every MISSED_EVERY_S, with counts: otherwise only a sidecar shows them."""
+
+    def __init__(self, what: str, consequence: str, log: logging.Logger = logger) -> None:
+        self.what, self.consequence, self.log = what, consequence, log
+        self.total = 0  # frames missed in all, as reported so far
+        self._last_seq: int | None = None
+        self._missed = self._gaps = 0
+        self._since = time.monotonic()
+        self._next = self._since + MISSED_EVERY_S
+
+    def saw(self, seq: int) -> None:
+        if self._last_seq is not None and seq > self._last_seq + 1:
+            self._missed += seq - self._last_seq - 1
+            self._gaps += 1
+        self._last_seq = seq  # lower: a new writer, which starts over: not a gap
+
+    def report(self, now: float, *, final: bool = False) -> None:
+        """Log what was missed since the last report, if the period is over (or `final`)."""
+        if now < self._next and not final:
+            return
+        if self._missed:
+            self.log.warning(
+                "%s: %d frame(s) missed in %d gap(s) over the last %.0f s (%s)",
+                self.what, self._missed, self._gaps, now - self._since, self.consequence,
+            )  # fmt: skip
+            self.total += self._missed
+        self._missed = self._gaps = 0
+        self._since, self._next = now, now + MISSED_EVERY_S

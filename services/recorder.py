@@ -28,15 +28,15 @@ import framebus
 from framebus.config import MIB, Arg, Service, StreamName, Topology
 
 from .events import EventFollower
-from .lifecycle import Stop, frames, subscribe
-from .segments import ArraySegment, Record, VideoSegment, apply_retention, base_name, recover
+from .lifecycle import MissedFrames, Stop, frames, subscribe
+from .segments import ArraySegment, Record, Segment, VideoSegment, base_name
+from .upkeep import Upkeep
 
 __all__ = ["Options", "Recorder", "RecorderSubscriber", "main"]
 
 logger = logging.getLogger("framebus.recorder")
 
 EVENTS_POLL_S = 0.1
-RETENTION_EVERY_S = 30.0
 EVENT_LAG_NS = 500_000_000  # how late an event may arrive and still extend the open clip
 ARRAY_PREROLL_MAX_BYTES = 64 * 1024 * 1024  # in-memory pre-roll of non-video frames is capped here
 
@@ -82,11 +82,9 @@ class _Writer:
     def first_mono_ns(self) -> int:
         return self._segment.first_mono_ns
 
-    def close(self) -> Path:
-        return self._segment.close()
-
-    def abandon(self) -> None:
-        self._segment.abandon()
+    @property
+    def segment(self) -> Segment:
+        return self._segment
 
 
 class _Track(Protocol):
@@ -150,12 +148,12 @@ class Recorder:
         self._clip_until = 0  # event mode: record frames captured up to this time (monotonic ns)
         self._retry_at = 0.0  # after a write error: no file before this time (time.monotonic())
         self._lost = 0  # frames dropped since the last write error
-        self._next_events = self._next_retention = 0.0
+        self._next_events = 0.0
         self._fps = 0.0
         self._events = EventFollower(options.events) if options.events else None
-        self.closed_files: list[Path] = []
-        for path in recover(options.out, options.stream) if options.out.is_dir() else []:
-            logger.warning("recovered %s, left open by a recorder that was killed", path.name)
+        self._missed = MissedFrames(f"stream {options.stream!r}", "not recorded", logger)
+        # recovery of what a killed recorder left, sealing, retention: never in the frame loop
+        self._upkeep = Upkeep(options.out, options.stream, options.max_bytes, options.max_age_s)
 
     @property
     def continuous(self) -> bool:
@@ -170,6 +168,7 @@ class Recorder:
             self._new_track(array.shape, array.dtype, fps)
         assert self._track is not None
         record = Record(frame.seq, frame.timestamp_ns, frame.wall_time_ns, _meta(frame))
+        self._missed.saw(frame.seq)
         if self._writer is not None and record.mono_ns - self._writer.first_mono_ns >= self.o.segment_s * 1e9:
             self._rotate = True
         want_key = self._rotate or (self._writer is None and self._wanted(record.mono_ns))
@@ -177,18 +176,18 @@ class Recorder:
             self._route(unit)
 
     def tick(self) -> None:
-        """Periodic work: new events, retention, a retry after a write error."""
+        """Periodic work: new events, the count of missed frames."""
         now = time.monotonic()
         if self._events is not None and now >= self._next_events:
             self._next_events = now + EVENTS_POLL_S
             self._take_events()
-        if now >= self._next_retention:
-            self._next_retention = now + RETENTION_EVERY_S
-            self._retention()
+        self._missed.report(now)
 
     def close(self) -> None:
         """Finish the open file (SIGTERM, Ctrl-C): everything written is in a closed segment."""
         self._close_writer()
+        self._missed.report(time.monotonic(), final=True)
+        self._upkeep.close()  # waits until every finished segment is sealed
         if self._events is not None:
             self._events.close()
 
@@ -320,7 +319,7 @@ class Recorder:
         try:
             self._writer.write(unit)
         except (OSError, ValueError) as exc:
-            self._writer.abandon()
+            self._abandon(self._writer.segment)
             self._writer = None
             self._failed("cannot write", exc)
             self._lost += 1
@@ -330,14 +329,17 @@ class Recorder:
         if writer is None:
             return
         try:
-            path = writer.close()
+            writer.segment.finish()
         except (OSError, ValueError) as exc:
-            writer.abandon()
+            self._abandon(writer.segment)
             self._failed("cannot finish a segment", exc)
             return
-        self.closed_files.append(path)
-        logger.info("closed %s (%d frames)", path.name, writer.frames)
-        self._retention()
+        self._upkeep.seal(writer.segment)  # logs "closed ..." once it is named complete
+
+    def _abandon(self, segment: Segment) -> None:
+        segment.abandon()
+        if segment.frames:
+            self._upkeep.salvage(segment.path)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + self.o.retry_s
@@ -345,12 +347,6 @@ class Recorder:
         logger.error(
             "%s in %s: %s; frames are dropped, retrying every %g s", what, self.o.out, reason, self.o.retry_s
         )
-
-    def _retention(self) -> None:
-        if self.o.max_bytes is None and self.o.max_age_s is None:
-            return
-        for path in apply_retention(self.o.out, self.o.stream, self.o.max_bytes, self.o.max_age_s):
-            logger.info("retention: deleted %s", path.name)
 
 
 def _need_pyav() -> None:

@@ -4,7 +4,9 @@
 segment of one stream, oldest first; ``--stream`` picks one if several were recorded there) or
 one segment (its .mp4, .npy or .jsonl). Each frame is published when its original capture
 time, relative to the first frame, comes round (divided by ``--speed``), with its original
-metadata plus ``recorded_seq`` and ``recorded_wall_ns``. A progress bar goes to a terminal.
+metadata plus ``recorded_seq`` and ``recorded_wall_ns``. A pause between two recorded frames
+longer than MAX_GAP_S, or a capture clock that went back (a reboot, a crafted file), is replayed
+as MAX_GAP_S or one frame interval, logged. A progress bar goes to a terminal.
 A segment that cannot be read (damaged, empty, not a recording) is reported on one line naming
 the file and skipped; the exit status is 1 only if no frame at all could be replayed (with
 ``--loop`` too: a recording without a frame is an error, never a busy loop).
@@ -13,6 +15,7 @@ the file and skipped; the exit status is 1 only if no frame at all could be repl
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +34,11 @@ from .segments import RecordingError, SegmentFile, list_segments, read_sidecar
 __all__ = ["ReplaySubscriber", "main"]
 
 logger = logging.getLogger("framebus.replay")
+
+MAX_GAP_S = 1.0  # the longest pause replayed between two frames (a camera stall stays visible)
+META_EXTRA = 96  # bytes replay adds to each frame's meta: recorded_seq and recorded_wall_ns
+DEFAULT_META_CAPACITY = 4096  # the Publisher's default: enough for every usual recording
+MAX_META_CAPACITY = 1 << 20  # the Publisher's limit
 
 
 def find_segments(path: Path, stream: str | None) -> list[SegmentFile]:
@@ -143,20 +151,17 @@ class Replayer:
         self.publisher: framebus.Publisher | None = None
         self.published = 0
         self.skipped: set[Path] = set()  # segments that could not be read
+        self.meta_capacity = DEFAULT_META_CAPACITY  # bytes: fits the longest sidecar line
 
     def play(self, segments: list[SegmentFile]) -> None:
-        progress = _Progress(sum(_count(s) for s in segments))
-        start_wall: float | None = None
-        first_ns = 0
+        frames, longest = _survey(segments)
+        self.meta_capacity = min(max(DEFAULT_META_CAPACITY, longest + META_EXTRA), MAX_META_CAPACITY)
+        progress = _Progress(frames)
+        pace = _Pacing(self.speed)
         for index, segment in enumerate(segments, 1):
             try:
                 for array, record, header in segment_frames(segment):
-                    if self.stop:
-                        return
-                    if start_wall is None:
-                        start_wall, first_ns = time.monotonic(), record.mono_ns
-                    due = start_wall + (record.mono_ns - first_ns) / 1e9 / self.speed
-                    if self.stop.sleep(max(0.0, due - time.monotonic())):
+                    if self.stop or self.stop.sleep(pace.wait(record.mono_ns, header)):
                         return
                     self._publish(array, record, header)
                     progress.show(self.published, index, len(segments))
@@ -164,6 +169,7 @@ class Replayer:
                 if segment.media not in self.skipped:  # once, not on every --loop pass
                     logger.error("%s; skipping this segment", exc)
                 self.skipped.add(segment.media)
+            pace.report(segment)
         progress.end()
 
     def _publish(self, array: np.ndarray[Any, Any], record: Any, header: dict[str, Any]) -> None:
@@ -172,9 +178,12 @@ class Replayer:
             if self.publisher is not None:
                 self.publisher.close()  # the recording changed shape or dtype: readers re-attach
             self.publisher = framebus.Publisher(
-                self.name, shape, header["dtype"], fps=float(header.get("fps") or 0)
+                self.name, shape, header["dtype"], fps=header_fps(header), meta_capacity=self.meta_capacity
             )
             logger.info("publishing %r %s %s", self.name, "x".join(map(str, shape)), header["dtype"])
+            if header.get("fps") not in (None, 0) and not header_fps(header):
+                logger.warning("the recording's fps %r is not a frame rate; publishing it as unknown (0)",
+                               header["fps"])  # fmt: skip
         meta = {**record.meta, "recorded_seq": record.seq, "recorded_wall_ns": record.wall_ns}
         self.publisher.publish(np.ascontiguousarray(array.reshape(shape)), meta=meta)
         self.published += 1
@@ -184,12 +193,62 @@ class Replayer:
             self.publisher.close()
 
 
-def _count(segment: SegmentFile) -> int:
+class _Pacing:
+    """When each frame is due: its capture time after the previous one's, divided by the speed,
+    with each pause bounded to [0, MAX_GAP_S]; a clock that went back counts one frame interval."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._due = 0.0  # time.monotonic() the last frame was due
+        self._last_ns: int | None = None
+        self._bounded = 0  # pauses bounded in the current segment
+
+    def wait(self, mono_ns: int, header: dict[str, Any]) -> float:
+        """Seconds to sleep before the frame captured at `mono_ns`."""
+        now = time.monotonic()
+        if self._last_ns is None:
+            self._due = now
+        else:
+            gap = (mono_ns - self._last_ns) / 1e9
+            if not 0 <= gap <= MAX_GAP_S:
+                fps = header_fps(header)
+                gap = MAX_GAP_S if gap > 0 else min(1 / fps if fps else 0.0, MAX_GAP_S)
+                self._bounded += 1
+            self._due += gap / self.speed
+        self._last_ns = mono_ns
+        return max(0.0, self._due - now)
+
+    def report(self, segment: SegmentFile) -> None:
+        if self._bounded:
+            logger.warning(
+                "%s: %d pause(s) longer than %g s, or where the capture clock went back, replayed shorter",
+                segment.sidecar.name, self._bounded, MAX_GAP_S,
+            )  # fmt: skip
+            self._bounded = 0
+
+
+def header_fps(header: dict[str, Any]) -> float:
+    """The header's fps if it is one (finite, above 0), else 0: unknown."""
+    value = header.get("fps")
     try:
-        with segment.sidecar.open("rb") as file:
-            return max(0, sum(1 for _ in file) - 1)
-    except OSError:
-        return 0
+        fps = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return fps if math.isfinite(fps) and 0 < fps <= 1e6 else 0.0
+
+
+def _survey(segments: list[SegmentFile]) -> tuple[int, int]:
+    """(frames, bytes of the longest frame line) over the sidecars: a frame's meta is shorter."""
+    frames = longest = 0
+    for segment in segments:
+        try:
+            with segment.sidecar.open("rb") as file:
+                for number, line in enumerate(file):
+                    frames += number > 0
+                    longest = max(longest, len(line) if number else 0)
+        except OSError:
+            continue
+    return frames, longest
 
 
 class ReplaySubscriber(Service):

@@ -1,4 +1,4 @@
-"""Recording files: segments, their sidecars, their names, recovery after a crash, retention.
+"""Recording files: segments, their sidecars, their names, and naming a segment complete.
 
 A recording directory holds, per stream, a series of segments named by their start time (UTC):
 
@@ -11,9 +11,11 @@ The sidecar is JSON lines: first a header (``{"framebus_recording": 1, "stream",
 "wall_ns", "meta"}`` (the publisher's sequence number, capture time on CLOCK_MONOTONIC and on
 the wall clock, its metadata), so gaps and timing can be audited without decoding.
 
-A segment is written under a ``.partial`` name and renamed when closed: a SIGKILL loses at most
-the open one, and even that is readable up to its last complete fragment; a later recorder on
-the same directory renames it (see :func:`recover`). The recorder holds an advisory lock
+A segment is written under a ``.partial`` name and renamed only once its bytes are on disk
+(fsync) and its file holds every frame its sidecar lists (checked without decoding: mp4.py), so
+a complete name always plays to the sidecar's last frame. A SIGKILL or a write error loses at
+most the open segment, and even that is readable up to its last complete fragment: salvage.py
+cuts it and its sidecar to the frames it holds and renames it. The recorder holds an advisory lock
 (flock) on each partial it writes, from before the name appears until after it is renamed, so
 another recorder on the same directory tells a live partial from one left by a killed
 recorder. A partial without a frame is never left behind (a full disk would otherwise leave an
@@ -37,18 +39,19 @@ from typing import IO, Any
 
 import numpy as np
 
+from .mp4 import fragments
+
 __all__ = [
     "ArraySegment",
+    "IncompleteSegment",
     "Record",
     "RecordingError",
+    "Segment",
     "SegmentFile",
     "Sidecar",
     "VideoSegment",
-    "abandoned_partials",
-    "apply_retention",
     "list_segments",
     "read_sidecar",
-    "recover",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,8 +132,16 @@ class Sidecar:
         self._file.write(line + "\n")
         self._file.flush()
 
-    def close(self) -> None:
-        self._file.close()
+    def close(self, *, sync: bool = False) -> None:
+        """Close (again: a no-op); with `sync`, its bytes reach the disk first (fsync)."""
+        if self._file.closed:
+            return
+        try:
+            if sync:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
 
 
 class RecordingError(ValueError):
@@ -228,16 +239,111 @@ def _remove_pair(media: Path) -> None:
 
 
 def _finish(media_partial: Path) -> Path:
-    """Rename a partial segment and its sidecar to their final names; the final media path."""
+    """Rename a partial segment and its sidecar to their final names; the final media path.
+
+    The sidecar first: the media's name is what says complete (list_segments), so a kill in
+    between leaves a partial that salvage() finds with its sidecar (see sidecar_of), never a
+    complete segment without one.
+    """
     final = media_partial.with_name(media_partial.name.replace(PARTIAL, ""))
-    sidecar = media_partial.with_suffix(".jsonl")
-    os.replace(media_partial, final)
     with contextlib.suppress(FileNotFoundError):
-        os.replace(sidecar, final.with_suffix(".jsonl"))
+        os.replace(media_partial.with_suffix(".jsonl"), final.with_suffix(".jsonl"))
+    os.replace(media_partial, final)
     return final
 
 
-class VideoSegment:
+def sidecar_of(media_partial: Path) -> Path:
+    """A partial's sidecar: under the partial name, or the final one if _finish() was cut short."""
+    sidecar = media_partial.with_suffix(".jsonl")
+    final = sidecar.with_name(sidecar.name.replace(PARTIAL, ""))
+    return final if not sidecar.exists() and final.exists() else sidecar
+
+
+class IncompleteSegment(OSError):
+    """A finished segment whose file does not hold every frame of its sidecar: it stays partial."""
+
+
+class _Output:
+    """The muxer's output (PyAV writes through it): every byte reaches the descriptor, or the
+    first error is kept and raised again at every later write. PyAV's own file output drops a
+    write error at close: on a full disk that named a corrupt file complete. Without a seek(),
+    the muxer writes strictly in order, so what is on disk is always a prefix of the file."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.written = fd, 0
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        view = memoryview(data)
+        try:
+            while view:
+                done = os.write(self.fd, view)
+                view, self.written = view[done:], self.written + done
+        except OSError as exc:
+            self.error = exc
+            raise
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+
+class Segment:
+    """What both kinds share: the frame loop writes, then finish()es the file (or abandon()s it
+    after an error); seal() may then run on another thread (fsync is slow on SD cards)."""
+
+    path: Path
+    sidecar: Sidecar
+    frames: int
+    first_mono_ns: int
+
+    def finish(self) -> None:
+        """Write what the file still lacks; OSError if any of its bytes could not be written."""
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        """After an error: let go of the files without naming them complete (salvage() may cut
+        them to what they hold); without a frame there is nothing to salvage: they are removed."""
+        raise NotImplementedError
+
+    def _fd(self) -> int:
+        raise NotImplementedError
+
+    def _frames_on_disk(self) -> int:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def seal(self) -> Path:
+        """After finish(): put the bytes on disk (fsync), check that the file holds every frame
+        of the sidecar, and only then give both their final names; the lock is let go either
+        way (IncompleteSegment or OSError: the pair stays partial, for salvage())."""
+        try:
+            self.sidecar.close(sync=True)
+            os.fsync(self._fd())
+            on_disk = self._frames_on_disk()
+            if on_disk != self.frames:
+                raise IncompleteSegment(
+                    f"{self.path.name}: {on_disk} of its {self.frames} frames are on disk"
+                )
+            return _finish(self.path)
+        finally:
+            self._release()
+
+    def close(self) -> Path:
+        """finish() and seal() in one; abandon()ed if finishing fails."""
+        try:
+            self.finish()
+        except BaseException:
+            self.abandon()
+            raise
+        return self.seal()
+
+
+class VideoSegment(Segment):
     """An H.264 segment in fragmented MP4, fed with packets from one shared encoder.
 
     Fragmented (``frag_keyframe+empty_moov``): every keyframe starts a self-contained fragment,
@@ -248,25 +354,27 @@ class VideoSegment:
         import av
 
         self.path = _partial(directory, base, ".mp4")
-        # Created here, locked: a clear OSError now (missing dir, read-only) instead of at mux time.
-        self._lock = _create_locked(self.path)
+        # Created here, locked: a clear OSError now (missing dir, read-only) instead of at mux
+        # time. The one descriptor of the file: it holds the lock and the muxer writes through it.
+        self._file = _create_locked(self.path)
         try:
             self.sidecar = Sidecar(self.path.with_suffix(".jsonl"), header)
+            self._output = _Output(self._file)
             self._container = av.open(
-                str(self.path),
+                self._output,
                 "w",
                 format="mp4",
                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
             )
             self._stream = self._container.add_mux_stream(
-                "h264", rate=round(header["fps"]) or 30, width=width, height=height
+                "h264", rate=_rate(header["fps"]), width=width, height=height
             )
             self._stream.time_base = TIME_BASE
         except BaseException:
             with contextlib.suppress(OSError, AttributeError):
                 self.sidecar.close()
             _remove_pair(self.path)  # never an empty partial (a full disk would leave one per retry)
-            os.close(self._lock)
+            os.close(self._file)
             raise
         self._first_pts: int | None = None
         self.frames = 0
@@ -282,30 +390,44 @@ class VideoSegment:
         self.sidecar.write_line(record.to_json())
         self.frames += 1
 
-    def close(self) -> Path:
-        """Finish the file and give it its final name (renamed before the lock is let go)."""
-        try:
-            try:
-                self._container.close()
-            finally:
-                self.sidecar.close()
-            return _finish(self.path)
-        finally:
-            os.close(self._lock)
+    def finish(self) -> None:
+        self._container.close()  # writes the last fragment, through _Output
+        if self._output.error is not None:
+            raise self._output.error
 
     def abandon(self) -> None:
-        """After a write error: let go of the files without renaming (recover() may salvage them);
-        without a frame there is nothing to salvage: they are removed."""
         with contextlib.suppress(Exception):  # the container may be half-broken; nothing to save
             self._container.close()
         with contextlib.suppress(OSError):
             self.sidecar.close()
         if self.frames == 0:
             _remove_pair(self.path)
-        os.close(self._lock)
+        self._release()
+
+    def _fd(self) -> int:
+        return self._file
+
+    def _frames_on_disk(self) -> int:
+        found = fragments(self._file)
+        return found.count if found.whole else -1
+
+    def _release(self) -> None:
+        # Once only: a second close() could close a descriptor the process has reused since.
+        fd, self._file = self._file, -1
+        if fd >= 0:
+            os.close(fd)
 
 
-class ArraySegment:
+def _rate(fps: object) -> int:
+    """The MP4's nominal frame rate: `fps` rounded, 30 if it is unknown or absurd."""
+    try:
+        rate = round(float(fps))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 30
+    return rate if 0 < rate <= 1000 else 30
+
+
+class ArraySegment(Segment):
     """Non-image frames, losslessly, as one growing ``.npy`` array of shape (frames, *frame_shape)."""
 
     def __init__(
@@ -336,27 +458,30 @@ class ArraySegment:
         self.sidecar.write_line(record.to_json())
         self.frames += 1
 
-    def close(self) -> Path:
-        """Write the frame count and give the file its final name (renamed before the lock is let go)."""
-        try:
-            try:
-                self._file.seek(0)
-                self._file.write(_npy_header(self.frames, self._shape, self._dtype))
-                self._file.flush()
-            finally:
-                self.sidecar.close()
-            return _finish(self.path)
-        finally:
-            with contextlib.suppress(OSError):  # the header was flushed above, or that raised
-                self._file.close()
+    def finish(self) -> None:
+        """Write the frame count into the header."""
+        self._file.seek(0)
+        self._file.write(_npy_header(self.frames, self._shape, self._dtype))
+        self._file.flush()
 
     def abandon(self) -> None:
-        """After a write error: see VideoSegment.abandon."""
         if self.frames == 0:
             _remove_pair(self.path)
-        for closable in (self._file, self.sidecar):
-            with contextlib.suppress(OSError):
-                closable.close()
+        with contextlib.suppress(OSError):
+            self.sidecar.close()
+        self._release()
+
+    def _fd(self) -> int:
+        return self._file.fileno()
+
+    def _frames_on_disk(self) -> int:
+        frame_bytes = int(np.prod(self._shape, dtype=np.int64)) * self._dtype.itemsize
+        count, torn = divmod(os.fstat(self._file.fileno()).st_size - _NPY_HEADER_BYTES, max(frame_bytes, 1))
+        return -1 if torn else count
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):  # a failed flush is raised again at close: already seen
+            self._file.close()
 
 
 def _npy_header(count: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
@@ -367,86 +492,3 @@ def _npy_header(count: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> byt
     body_len = _NPY_HEADER_BYTES - 10
     body = text.ljust(body_len - 1).encode("latin1") + b"\n"
     return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + body
-
-
-def recover(directory: Path, stream: str) -> list[Path]:
-    """Give the partial segments a killed recorder of `stream` left their final names.
-
-    Partials a live recorder holds (locked) are left alone; those without a frame are removed.
-    An MP4 fragment is readable up to its last complete fragment as it is; a .npy gets the
-    frame count that its size holds (a torn last frame is cut off).
-    """
-    recovered = []
-    for segment in abandoned_partials(directory, stream):
-        path = segment.media
-        try:
-            if not _holds_frames(segment):
-                _remove_pair(path)
-                logger.info("%s: removed, it holds no frame", path.name)
-                continue
-            if path.suffix == ".npy":
-                _repair_npy(path)
-            recovered.append(_finish(path))
-        except (OSError, ValueError) as exc:
-            logger.warning("%s: cannot recover: %s", path, exc)
-    return recovered
-
-
-def abandoned_partials(directory: Path, stream: str) -> list[SegmentFile]:
-    """`stream`'s partial segments that no live recorder holds, oldest first."""
-    found = []
-    for path in sorted(directory.glob(f"*{PARTIAL}.*")):
-        match = _NAME.match(path.name)
-        if match and match["stream"] == stream and match["partial"] and not _locked_by_other(path):
-            found.append(SegmentFile(path, stream))
-    return found
-
-
-def _holds_frames(segment: SegmentFile) -> bool:
-    """A frame line in the sidecar and more than a header in the media file."""
-    try:
-        if segment.media.stat().st_size <= (_NPY_HEADER_BYTES if segment.media.suffix == ".npy" else 0):
-            return False
-        return bool(read_sidecar(segment.sidecar)[1])
-    except (OSError, ValueError):
-        return False
-
-
-def _repair_npy(path: Path) -> None:
-    with path.open("r+b") as file:
-        np.lib.format.read_magic(file)
-        shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-        frame_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        count = (os.fstat(file.fileno()).st_size - _NPY_HEADER_BYTES) // max(frame_bytes, 1)
-        file.truncate(_NPY_HEADER_BYTES + count * frame_bytes)
-        file.seek(0)
-        file.write(_npy_header(count, tuple(shape[1:]), dtype))
-
-
-def apply_retention(
-    directory: Path, stream: str, max_bytes: int | None, max_age_s: float | None
-) -> list[Path]:
-    """Delete `stream`'s oldest segments until the rest fit both limits; the deleted media.
-
-    Partials that no live recorder holds (abandoned after a write error) count and go too.
-    """
-    segments = sorted(
-        list_segments(directory, stream) + abandoned_partials(directory, stream),
-        key=lambda s: s.media.name.replace(PARTIAL, ""),
-    )
-    sizes = [s.size() for s in segments]
-    total = sum(sizes)
-    now = time.time()
-    deleted = []
-    for segment, size in zip(segments, sizes, strict=True):
-        too_big = max_bytes is not None and total > max_bytes
-        try:
-            too_old = max_age_s is not None and now - segment.media.stat().st_mtime > max_age_s
-        except OSError:
-            too_old = False
-        if not (too_big or too_old):
-            break  # oldest first: once one may stay, the newer ones may too (by size; age is monotone)
-        _remove_pair(segment.media)
-        total -= size
-        deleted.append(segment.media)
-    return deleted

@@ -20,16 +20,16 @@ from _feeds import Feeder, service, wait_subscribed
 from framebus.testing import unique_name
 from framebus_services.encoder import H264Encoder
 from framebus_services.recorder import Options, Recorder
+from framebus_services.salvage import recover
 from framebus_services.segments import (
     ArraySegment,
     Record,
     VideoSegment,
-    apply_retention,
     base_name,
     list_segments,
     read_sidecar,
-    recover,
 )
+from framebus_services.upkeep import apply_retention
 
 STOP_S = 10.0
 
