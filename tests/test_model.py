@@ -25,6 +25,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "framebus" / "ring.pml"
 # CI installs the tools (.ci/run); there a missing one is a failure, not a skip.
+# The module's checks share one fixture that runs every configuration and mutation (minutes: the
+# in-place reuse configuration alone explores 65M states); its setup counts against the first test.
+pytestmark = pytest.mark.timeout(1800)
 REQUIRED = os.environ.get("CI") == "true" or os.environ.get("FRAMEBUS_REQUIRE_TOOLS") == "1"
 
 # Configurations (spin -D flags), each explored exhaustively. FR1 frames from the first writer
