@@ -492,7 +492,7 @@ def test_python_orders_are_the_arguments() -> None:
         "close_stream": ["store", "wake()"],
         "set_stalled": ["store", "wake()"],
         "stalled": ["load"],
-        "writer_alive": ["load"],
+        "has_live_writer": ["load"],
         "closed_by_writer": ["load"],
         "holding": ["load"],
         "claim": ["_held_slots()"],
@@ -510,7 +510,7 @@ def test_python_orders_are_the_arguments() -> None:
         "unpin": ["store"],
         "corrupt": ["load"],
         # (re-checking) fence; the magic (acquire: the header before it); GEN
-        "_check_published": ["fence", "load", "load"],
+        "check_published": ["fence", "load", "load"],
         "_claim_entry": ["try_lock()"],
     }
 

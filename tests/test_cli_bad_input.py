@@ -24,7 +24,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["view", "bad/name"], 2, "stream name 'bad/name' may contain only"),
     (["view", "front"], 2, "cannot open a window"),  # (no display in this environment)
     (["web", "--listen", "nonsense"], 2, "listen must be HOST:PORT"),
-    (["web", "--listen", "192.0.2.1:8080"], 1, "cannot serve on 192.0.2.1:8080"),  # (not ours)
+    (["web", "--listen", "192.0.2.1:8080"], 2, "no authentication is configured"),
+    (["web", "--listen", "192.0.2.1:8080", "--no-auth"], 1, "cannot serve on 192.0.2.1:8080"),  # (not ours)
     (["stat", "bad/name"], 1, "no stream named 'bad/name'"),
     (["top", "--interval", "-1"], 2, "--interval must be above 0"),
     (["check", "{tmp}/missing.yaml"], 2, "cannot read config"),
