@@ -82,9 +82,9 @@ def add_options(parser: argparse.ArgumentParser, model: type[BaseModel], skip: C
             parser.add_argument(option.field, type=_checker(option), **kwargs)
             continue
         if _plain(option.info.annotation) is bool:
+            kwargs.pop("metavar", None)  # a switch takes no value (3.12+ deprecates a metavar on one)
             # A negative field (no_auth) is a plain switch: BooleanOptionalAction reads --no-auth as False.
             if option.flag.startswith("--no-"):
-                kwargs.pop("metavar", None)
                 kwargs["action"] = "store_true"
             else:
                 kwargs["action"] = argparse.BooleanOptionalAction
