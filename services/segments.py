@@ -126,7 +126,12 @@ class Sidecar:
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self._file: IO[str] = path.open("x", encoding="utf-8")
-        self.write_line(json.dumps({"framebus_recording": 1, **header}, separators=(",", ":")))
+        try:
+            self.write_line(json.dumps({"framebus_recording": 1, **header}, separators=(",", ":")))
+        except OSError:  # (a full disk): closed here, not by the collector's "Exception ignored"
+            with contextlib.suppress(OSError):
+                self._file.close()
+            raise
 
     def write_line(self, line: str) -> None:
         self._file.write(line + "\n")
